@@ -1,0 +1,41 @@
+# hemix-tf: `make demo` runs the main job on the embedded default data; `make test` runs the suite.
+# Both create the environment first if it is missing (idempotent: a stamp file records the inputs).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# tf_keras (Keras 2): TFX, TFMA and Beam's TF handler load models through tf.keras.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+STAMP := $(VENV)/.hemix-installed
+INSTALL_INPUTS := requirements/stack.txt requirements/overrides.txt requirements/dev.txt setup.py tools/tfx_bsl_sql_util_shim.py
+RUN_DIR ?= runs/demo
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	# uv applies the overrides (ml-metadata 1.17.1, TFDV 1.16.1) that plain pip cannot resolve.
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
+	    -r requirements/stack.txt -r requirements/dev.txt --overrides requirements/overrides.txt
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode --no-deps -e .
+	# TFDV 1.16 imports tfx_bsl.arrow.sql_util (removed in tfx-bsl 1.21): a .pth shim provides it in
+	# every interpreter, Beam worker processes included.
+	@SP=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  cp tools/tfx_bsl_sql_util_shim.py "$$SP/" && echo "import tfx_bsl_sql_util_shim" > "$$SP/tfx_bsl_sql_util_shim.pth"
+	@touch $(STAMP)
+
+demo: install
+	$(PY) -m hemix_tf.demo --run_dir=$(RUN_DIR)
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+clean:
+	rm -rf runs .pytest_cache
