@@ -1,0 +1,114 @@
+"""Streaming, validated readers of the raw logs (Parquet, CSV / TSV, optionally gzipped) and the writer.
+
+Every batch that leaves `iter_log` has passed `contract.conform`: it has the contract schema exactly, or
+the read stopped with a `DataContractError` naming the file, row (line) and column. We read with pyarrow
+rather than tensorflow-io: tensorflow-io 0.37.1 (its last release) cannot load its ops under TF 2.21.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
+from hemix_tf.data.feature_config import FeatureConfig
+
+SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+DEFAULT_BATCH_ROWS = 1 << 16
+
+
+def log_files(path: str | Path) -> list[Path]:
+  """The log files at `path`: the file itself, or the supported files of a directory, sorted."""
+  path = Path(path)
+  if path.is_dir():
+    files = sorted(p for p in path.iterdir() if p.name.endswith(SUFFIXES))
+    if not files:
+      raise DataContractError(f"{path}: no {'/'.join(SUFFIXES)} files in this directory")
+    return files
+  if not path.exists():
+    raise DataContractError(f"{path}: no such file or directory")
+  if not path.name.endswith(SUFFIXES):
+    raise DataContractError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
+  return [path]
+
+
+def _csv_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Source]]:
+  delimiter = "\t" if ".tsv" in path.name else ","
+  opener = gzip.open if path.name.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    header = f.readline().rstrip("\r\n")
+  if not header:
+    raise DataContractError(f"{path}: empty file (no header line)")
+  names = header.split(delimiter)
+  convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                  strings_can_be_null=True, quoted_strings_can_be_null=False)
+  reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 22),
+                           parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                           convert_options=convert)
+  row = 0
+  try:
+    for batch in reader:
+      for start in range(0, batch.num_rows, batch_rows):
+        chunk = pa.Table.from_batches([batch.slice(start, batch_rows)])
+        yield chunk, Source(str(path), row, header_lines=1)
+        row += chunk.num_rows
+  except pa.ArrowInvalid as e:  # e.g. a row with the wrong number of fields
+    raise DataContractError(f"{path}: after row {row} (line {row + 2}): {e}") from None
+
+
+def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Source]]:
+  try:
+    pf = pq.ParquetFile(path)
+  except pa.ArrowInvalid as e:
+    raise DataContractError(f"{path}: not a readable Parquet file: {e}") from None
+  row = 0
+  for batch in pf.iter_batches(batch_size=batch_rows):
+    yield pa.Table.from_batches([batch]), Source(str(path), row)
+    row += batch.num_rows
+
+
+def iter_log(path: str | Path, kind: LogKind, config: FeatureConfig,
+             batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.Table]:
+  """Yields validated contract tables of at most `batch_rows` rows from a file or a directory."""
+  for file in log_files(path):
+    batches = _parquet_batches if file.name.endswith(".parquet") else _csv_batches
+    rows = 0
+    for table, source in batches(file, batch_rows):
+      rows += table.num_rows
+      yield conform(table, kind, config, source)
+    if rows == 0:
+      raise DataContractError(f"{file}: empty file (no {kind.value} rows)")
+
+
+def read_log(path: str | Path, kind: LogKind, config: FeatureConfig) -> pa.Table:
+  """The whole validated log at `path` in memory (use `iter_log` for large logs)."""
+  tables = list(iter_log(path, kind, config))
+  return pa.concat_tables(tables) if tables else contract_schema(kind, config).empty_table()
+
+
+class LogWriter:
+  """Writes contract tables of one kind to a Parquet file, a row group per `write` call."""
+
+  def __init__(self, path: str | Path, kind: LogKind, config: FeatureConfig):
+    self.path = Path(path)
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self.schema = contract_schema(kind, config)
+    self.rows = 0
+    self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+
+  def write(self, table: pa.Table) -> None:
+    self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+    self.rows += table.num_rows
+
+  def close(self) -> None:
+    self._writer.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
