@@ -1,0 +1,113 @@
+"""MovieLens and Amazon Grocery adapters: the published counts, the split, fixtures, bad input."""
+import zipfile
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from hemix_tf.data import amazon, movielens
+from hemix_tf.data.cli import build
+from hemix_tf.data.contract import DataContractError, LogKind
+from hemix_tf.data.dataset import eval_start_timestamp, read_manifest
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.io import read_log
+
+ML = load_feature_config("movielens")
+AMAZON = load_feature_config("amazon-grocery")
+
+
+def test_ml100k_counts_and_labels(ml100k_dir):
+  imp, ev = movielens.to_contract(*movielens.read_atomic(ml100k_dir), ML)
+  assert imp.num_rows == ev.num_rows == 100_000
+  assert pc.count_distinct(imp["user_id"]).as_py() == 943
+  assert pc.count_distinct(imp["item_id"]).as_py() == 1682
+  rating = ev["behavior"].to_numpy(zero_copy_only=False).astype(int)
+  by_key = dict(zip(zip(ev["user_id"].to_pylist(), ev["item_id"].to_pylist()), rating))
+  ratings = np.array([by_key[k] for k in zip(imp["user_id"].to_pylist(), imp["item_id"].to_pylist())])
+  np.testing.assert_array_equal(imp["click"].to_numpy(), ratings >= 4)
+  np.testing.assert_array_equal(imp["conversion"].to_numpy(), ratings == 5)
+  row = imp.filter(pc.equal(imp["request_id"], "196-242")).to_pylist()[0]
+  assert (row["age"], row["gender"], row["occupation"], row["zip_prefix"]) == (49, "M", "writer", "551")
+  assert row["timestamp"] == 881250949 and row["hour"] == 15 and row["weekday"] == 3  # 1997-12-04 15:55 UTC, Thursday (Monday = 0)
+  assert row["genres"] == ["Comedy"] and row["year"] == 1997
+
+
+def test_ml100k_dataset_and_standard_split(tmp_path, ml100k_dir):
+  manifest = build("ml-100k", str(tmp_path / "ml"), source_dir=str(ml100k_dir))
+  assert manifest["impressions"] == 100_000 and manifest["impression_users"] == 943
+  assert 9_900 <= manifest["eval_impressions"] <= 10_100
+  imp = read_log(tmp_path / "ml" / "impressions", LogKind.IMPRESSIONS, ML)
+  assert manifest["eval_start_timestamp"] == eval_start_timestamp(imp["timestamp"].to_numpy())
+  assert read_manifest(tmp_path / "ml") == manifest
+
+
+def test_ml100k_from_the_recbole_wheel_layout(tmp_path, ml100k_dir):
+  wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+  with zipfile.ZipFile(wheel, "w") as zf:
+    for name in movielens.ML100K_FILES:
+      zf.write(ml100k_dir / name, f"recbole/dataset_example/ml-100k/{name}")
+  (tmp_path / "cache" / "wheels").mkdir(parents=True)
+  wheel.rename(tmp_path / "cache" / "wheels" / wheel.name)
+  target = movielens.fetch_ml100k(tmp_path / "cache")  # cached wheel: no download
+  assert (target / "ml-100k.inter").read_bytes() == (ml100k_dir / "ml-100k.inter").read_bytes()
+
+
+def _write_grouplens(d):
+  d.mkdir()
+  (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n")
+  (d / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+  (d / "movies.dat").write_bytes("10::GoldenEye (1995)::Action|Adventure|Thriller\n"
+                                 "20::Amélie (2001)::Comedy|Romance\n".encode("latin-1"))
+
+
+def test_grouplens_reader(tmp_path):
+  _write_grouplens(tmp_path / "ml-1m")
+  imp, ev = movielens.to_contract(*movielens.read_grouplens(tmp_path / "ml-1m"), ML)
+  rows = {r["request_id"]: r for r in imp.to_pylist()}
+  assert set(rows) == {"1-10", "1-20", "2-10"}
+  assert rows["1-10"]["click"] == 1 and rows["1-10"]["conversion"] == 1 and rows["1-20"]["click"] == 0
+  assert rows["2-10"]["occupation"] == "16" and rows["2-10"]["zip_prefix"] == "700"
+  assert rows["1-20"]["genres"] == ["Comedy", "Romance"] and rows["1-20"]["year"] == 2001
+  assert ev["behavior"].to_pylist() == ["5", "4", "3"]  # ordered by timestamp
+  assert ev["primary_genre"].to_pylist() == ["Action", "Action", "Comedy"]
+
+
+def test_grouplens_bad_input(tmp_path):
+  _write_grouplens(tmp_path / "g")
+  (tmp_path / "g" / "ratings.dat").write_text("1::10::5::978300760\n1::x::3::978302109\n")
+  with pytest.raises(DataContractError, match=r"ratings.dat, row 1, column 'item_id': 'x'"):
+    movielens.read_grouplens(tmp_path / "g")
+  (tmp_path / "g" / "ratings.dat").write_text("1::99::5::978300760\n")
+  with pytest.raises(DataContractError, match="item 99 is not in the items file"):
+    movielens.to_contract(*movielens.read_grouplens(tmp_path / "g"), ML)
+  (tmp_path / "g" / "users.dat").unlink()
+  with pytest.raises(DataContractError, match="users.dat: no such file"):
+    movielens.read_grouplens(tmp_path / "g")
+
+
+def test_amazon_counts_and_negatives(amazon_dir):
+  interactions, items = amazon.read_grocery(amazon_dir)
+  imp, ev = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5)
+  assert ev.num_rows == 121_892
+  assert pc.count_distinct(ev["user_id"]).as_py() == 14_681
+  assert pc.count_distinct(ev["item_id"]).as_py() == 8_687
+  assert imp.num_rows == 3 * 121_892 and pc.sum(imp["click"]).as_py() == 121_892
+  assert pc.count_distinct(imp["request_id"]).as_py() == imp.num_rows
+  # Negatives: at the positive's second, never the reviewed item, from items reviewed that month.
+  rid = imp["request_id"].to_pylist()
+  pos_item = {r.rsplit("-", 1)[0]: i for r, i, c in zip(rid, imp["item_id"].to_pylist(),
+                                                         imp["click"].to_pylist()) if c}
+  month = amazon._month(ev["timestamp"].to_numpy())
+  month_items = {}
+  for m, i in zip(month, ev["item_id"].to_pylist()):
+    month_items.setdefault(m, set()).add(i)
+  neg = imp.filter(pc.equal(imp["click"], 0))
+  neg_month = amazon._month(neg["timestamp"].to_numpy())
+  in_month = [i in month_items[m] for i, m in zip(neg["item_id"].to_pylist(), neg_month)]
+  assert np.mean(in_month) > 0.999
+  for r, i in zip(neg["request_id"].to_pylist(), neg["item_id"].to_pylist()):
+    assert pos_item[r.rsplit("-", 1)[0]] != i
+  again = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5)[0]
+  assert again.equals(imp)
+  other = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=6)[0]
+  assert not other["item_id"].equals(imp["item_id"])

@@ -1,0 +1,141 @@
+"""The raw-log contract: round trips through Parquet and CSV, and clear errors on bad input."""
+import gzip
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from hemix_tf.data.contract import MULTI_VALUE_SEPARATOR, DataContractError, LogKind, contract_schema
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.io import LogWriter, iter_log, read_log
+from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
+
+CONFIG = load_feature_config("synthetic-lbs")
+
+
+@pytest.fixture(scope="module")
+def logs():
+  imp, ev = next(SyntheticGenerator(SyntheticConfig(num_impressions=300), CONFIG).blocks())
+  return {LogKind.IMPRESSIONS: imp, LogKind.EVENTS: ev}
+
+
+def _to_csv(table: pa.Table, path, delimiter=","):
+  columns = {}
+  for name in table.column_names:
+    col = table[name]
+    if pa.types.is_list(col.type):
+      col = pa.array([None if v is None else MULTI_VALUE_SEPARATOR.join(v) for v in col.to_pylist()])
+    columns[name] = col
+  pa_csv.write_csv(pa.table(columns), path, write_options=pa_csv.WriteOptions(delimiter=delimiter))
+
+
+@pytest.mark.parametrize("kind", list(LogKind))
+def test_parquet_round_trip(tmp_path, logs, kind):
+  with LogWriter(tmp_path / "x.parquet", kind, CONFIG) as w:
+    w.write(logs[kind])
+  back = read_log(tmp_path / "x.parquet", kind, CONFIG)
+  assert back.schema == contract_schema(kind, CONFIG)
+  assert back.equals(logs[kind])
+
+
+@pytest.mark.parametrize("kind", list(LogKind))
+@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t"), (".csv.gz", ",")])
+def test_csv_round_trip(tmp_path, logs, kind, suffix, delimiter):
+  path = tmp_path / f"x{suffix}"
+  _to_csv(logs[kind], tmp_path / "plain", delimiter)
+  data = (tmp_path / "plain").read_bytes()
+  path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+  back = read_log(path, kind, CONFIG)
+  assert back.to_pylist() == logs[kind].to_pylist()
+
+
+def test_small_batches_cover_every_row(tmp_path, logs):
+  with LogWriter(tmp_path / "x.parquet", LogKind.EVENTS, CONFIG) as w:
+    w.write(logs[LogKind.EVENTS])
+  tables = list(iter_log(tmp_path, LogKind.EVENTS, CONFIG, batch_rows=7))
+  assert sum(t.num_rows for t in tables) == logs[LogKind.EVENTS].num_rows
+  assert max(t.num_rows for t in tables) == 7
+
+
+EVENTS_HEADER = "user_id,item_id,timestamp,behavior,category,cell\n"
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ("1,2,100,click,3,4\n1,2,abc,click,3,4\n", r"row 1 \(line 3\), column 'timestamp': 'abc' is not"),
+    ("1,2,100,click,3,4\n1,2,-5,click,3,4\n", r"row 1 \(line 3\), column 'timestamp': timestamp must be >= 0"),
+    ("1,2,,click,3,4\n", r"row 0 \(line 2\), column 'timestamp': missing value"),
+    ("1,2,100,click,3,4\n1,2,100,teleport,3,4\n", r"row 1 \(line 3\), column 'behavior': behavior must be"),
+    ("1,x2,100,click,3,4\n", r"row 0 \(line 2\), column 'item_id'"),
+    ("1,2,100,click,3.5,4\n", r"row 0 \(line 2\), column 'category': '3.5' is not a valid int64"),
+])
+def test_bad_event_rows_name_file_row_and_column(tmp_path, rows, expected):
+  path = tmp_path / "events.csv"
+  path.write_text(EVENTS_HEADER + rows)
+  with pytest.raises(DataContractError, match=expected) as err:
+    read_log(path, LogKind.EVENTS, CONFIG)
+  assert str(path) in str(err.value)
+
+
+def test_missing_column(tmp_path):
+  path = tmp_path / "events.csv"
+  path.write_text("user_id,item_id,timestamp,behavior,category\n1,2,3,click,4\n")
+  with pytest.raises(DataContractError, match=r"events.csv: missing column\(s\) \['cell'\]"):
+    read_log(path, LogKind.EVENTS, CONFIG)
+
+
+@pytest.mark.parametrize("content", ["", EVENTS_HEADER])
+def test_empty_csv(tmp_path, content):
+  path = tmp_path / "events.csv"
+  path.write_text(content)
+  with pytest.raises(DataContractError, match="events.csv: empty file"):
+    read_log(path, LogKind.EVENTS, CONFIG)
+
+
+def test_empty_parquet(tmp_path):
+  path = tmp_path / "events.parquet"
+  pq.write_table(contract_schema(LogKind.EVENTS, CONFIG).empty_table(), path)
+  with pytest.raises(DataContractError, match="events.parquet: empty file"):
+    read_log(path, LogKind.EVENTS, CONFIG)
+
+
+def test_parquet_wrong_type_names_row(tmp_path, logs):
+  table = logs[LogKind.EVENTS]
+  ts = table["timestamp"].to_pylist()
+  ts[5] = 1.5
+  bad = table.set_column(2, "timestamp", pa.array(ts, pa.float64()))
+  pq.write_table(bad, tmp_path / "e.parquet")
+  with pytest.raises(DataContractError, match=r"e.parquet, row 5, column 'timestamp': '1.5' is not"):
+    read_log(tmp_path / "e.parquet", LogKind.EVENTS, CONFIG)
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("click", 2, "label must be 0 or 1"),
+    ("conversion", 1, "conversion = 1 needs click = 1"),
+    ("request_id", "", "request_id must not be empty"),
+])
+def test_bad_impression_values(tmp_path, logs, column, value, expected):
+  table = logs[LogKind.IMPRESSIONS]
+  row = table["click"].to_pylist().index(0)
+  values = table[column].to_pylist()
+  values[row] = value
+  bad = table.set_column(table.column_names.index(column), column, pa.array(values, table[column].type))
+  pq.write_table(bad, tmp_path / "i.parquet")
+  with pytest.raises(DataContractError, match=rf"row {row}, column '{column}': {expected}"):
+    read_log(tmp_path / "i.parquet", LogKind.IMPRESSIONS, CONFIG)
+
+
+def test_missing_feature_values_are_kept_as_null(tmp_path):
+  path = tmp_path / "events.csv"
+  path.write_text(EVENTS_HEADER + "1,2,100,click,,4\n")
+  assert read_log(path, LogKind.EVENTS, CONFIG)["category"].to_pylist() == [None]
+
+
+def test_unsupported_and_missing_paths(tmp_path):
+  (tmp_path / "x.json").write_text("{}")
+  with pytest.raises(DataContractError, match="unsupported file type"):
+    read_log(tmp_path / "x.json", LogKind.EVENTS, CONFIG)
+  with pytest.raises(DataContractError, match="no such file"):
+    read_log(tmp_path / "nope.csv", LogKind.EVENTS, CONFIG)
+  with pytest.raises(DataContractError, match="no .* files"):
+    read_log(tmp_path, LogKind.EVENTS, CONFIG)
