@@ -29,7 +29,7 @@ def test_ml100k_counts_and_labels(ml100k_dir):
   row = imp.filter(pc.equal(imp["request_id"], "196-242")).to_pylist()[0]
   assert (row["age"], row["gender"], row["occupation"], row["zip_prefix"]) == (49, "M", "writer", "551")
   assert row["timestamp"] == 881250949 and row["hour"] == 15 and row["weekday"] == 3  # 1997-12-04 15:55 UTC, Thursday (Monday = 0)
-  assert row["genres"] == ["Comedy"] and row["year"] == 1997
+  assert row["genres"] == ["Comedy"] and row["year"] == 1996  # Kolya (1996)
 
 
 def test_ml100k_dataset_and_standard_split(tmp_path, ml100k_dir):
