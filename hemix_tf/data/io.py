@@ -60,24 +60,38 @@ def _csv_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Source
     raise DataContractError(f"{path}: after row {row} (line {row + 2}): {e}") from None
 
 
-def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Source]]:
+def parquet_file(path: Path) -> pq.ParquetFile:
   try:
-    pf = pq.ParquetFile(path)
-  except pa.ArrowInvalid as e:
+    return pq.ParquetFile(path)
+  except (pa.ArrowInvalid, OSError) as e:
     raise DataContractError(f"{path}: not a readable Parquet file: {e}") from None
-  row = 0
-  for batch in pf.iter_batches(batch_size=batch_rows):
+
+
+def _parquet_batches(path: Path, batch_rows: int, row_group: int | None = None
+                     ) -> Iterator[tuple[pa.Table, Source]]:
+  pf = parquet_file(path)
+  groups = range(pf.num_row_groups) if row_group is None else [row_group]
+  row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if len(groups) else 0
+  for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(groups)):
     yield pa.Table.from_batches([batch]), Source(str(path), row)
     row += batch.num_rows
+
+
+def raw_batches(file: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS, row_group: int | None = None
+                ) -> Iterator[tuple[pa.Table, Source]]:
+  """Unvalidated (table, source) batches of one file; Parquet can be limited to one row group."""
+  file = Path(file)
+  if file.name.endswith(".parquet"):
+    return _parquet_batches(file, batch_rows, row_group)
+  return _csv_batches(file, batch_rows)
 
 
 def iter_log(path: str | Path, kind: LogKind, config: FeatureConfig,
              batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.Table]:
   """Yields validated contract tables of at most `batch_rows` rows from a file or a directory."""
   for file in log_files(path):
-    batches = _parquet_batches if file.name.endswith(".parquet") else _csv_batches
     rows = 0
-    for table, source in batches(file, batch_rows):
+    for table, source in raw_batches(file, batch_rows):
       rows += table.num_rows
       yield conform(table, kind, config, source)
     if rows == 0:

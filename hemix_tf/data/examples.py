@@ -1,0 +1,107 @@
+"""The training example: one tf.Example per impression, its feature names and its parsing.
+
+Features of an example (names from the feature config):
+  request_id, user_id, item_id, timestamp, click, conversion, the U / I / C features, passthrough;
+  for each sequence s in (global, realtime) one list per event field, most recent first:
+    s_item_id, s_behavior, s_<side info>..., s_time_gap (impression timestamp - event timestamp, s).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+
+from hemix_tf.data.contract import LogKind, contract_schema
+from hemix_tf.data.feature_config import BEHAVIOR, ITEM_ID, TIMESTAMP, FeatureConfig
+from hemix_tf.data.sequences import Ranges, reversed_rows
+
+SEQUENCES = ("global", "realtime")
+TIME_GAP = "time_gap"
+
+
+def sequence_fields(config: FeatureConfig) -> list[str]:
+  return [ITEM_ID, BEHAVIOR, *(f.name for f in config.sequence.side_info), TIME_GAP]
+
+
+def sequence_feature(sequence: str, field: str) -> str:
+  return f"{sequence}_{field}"
+
+
+def _tf_dtype(arrow_type: pa.DataType) -> tf.DType:
+  if pa.types.is_list(arrow_type):
+    arrow_type = arrow_type.value_type
+  if pa.types.is_integer(arrow_type):
+    return tf.int64
+  if pa.types.is_floating(arrow_type):
+    return tf.float32
+  return tf.string
+
+
+_DEFAULTS = {tf.int64: -1, tf.float32: 0.0, tf.string: ""}
+
+
+def parse_spec(config: FeatureConfig) -> dict:
+  """`tf.io.parse_example` spec: scalars are dense (missing -> -1 / 0.0 / ""), lists are ragged."""
+  spec = {}
+  for field in contract_schema(LogKind.IMPRESSIONS, config):
+    dtype = _tf_dtype(field.type)
+    spec[field.name] = (tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
+                        if pa.types.is_list(field.type)
+                        else tf.io.FixedLenFeature([], dtype, default_value=_DEFAULTS[dtype]))
+  events = contract_schema(LogKind.EVENTS, config)
+  for s in SEQUENCES:
+    for name in sequence_fields(config):
+      dtype = tf.int64 if name == TIME_GAP else _tf_dtype(events.field(name).type)
+      spec[sequence_feature(s, name)] = tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
+  return spec
+
+
+def _as_list(col: pa.Array) -> pa.Array:
+  """A scalar column as a list column (null -> null list, i.e. feature absent), strings as bytes."""
+  if pa.types.is_list(col.type):
+    if pa.types.is_string(col.type.value_type):
+      return col.cast(pa.list_(pa.binary()))
+    return col
+  if pa.types.is_string(col.type):
+    col = col.cast(pa.binary())
+  offsets = np.arange(len(col) + 1, dtype=np.int32)
+  return pa.ListArray.from_arrays(pa.array(offsets), col, mask=col.is_null())
+
+
+def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
+                  config: FeatureConfig) -> pa.RecordBatch:
+  """An Arrow batch (all list columns) that tfx-bsl encodes to tf.Examples, one row per impression."""
+  columns = {name: _as_list(impressions[name].combine_chunks()) for name in impressions.column_names}
+  imp_ts = impressions[TIMESTAMP].to_numpy()
+  for s, (start, end) in zip(SEQUENCES, ((ranges.global_start, ranges.global_end),
+                                         (ranges.realtime_start, ranges.realtime_end))):
+    splits, rows = reversed_rows(start, end)
+    take = pa.array(rows)
+    offsets = pa.array(splits.astype(np.int32))
+    for name in sequence_fields(config):
+      if name == TIME_GAP:
+        owner = np.repeat(np.arange(len(start)), end - start)
+        values = pa.array(imp_ts[owner] - events[TIMESTAMP].to_numpy()[rows])
+      else:
+        values = events[name].combine_chunks().take(take)
+        if pa.types.is_string(values.type):
+          values = values.cast(pa.binary())
+      columns[sequence_feature(s, name)] = pa.ListArray.from_arrays(offsets, values)
+  return pa.RecordBatch.from_pydict(columns)
+
+
+def make_dataset(file_pattern: str | list[str], config: FeatureConfig, batch_size: int,
+                 shuffle_buffer: int = 0, repeat: bool = False, seed: int | None = None) -> tf.data.Dataset:
+  """Parsed batches from the sequence job's gzip TFRecords: a dict of dense and ragged tensors."""
+  files = tf.data.Dataset.list_files(file_pattern, shuffle=bool(shuffle_buffer), seed=seed)
+  ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle_buffer)
+  if shuffle_buffer:
+    ds = ds.shuffle(shuffle_buffer, seed=seed)
+  if repeat:
+    ds = ds.repeat()
+  spec = parse_spec(config)
+  ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
