@@ -98,8 +98,9 @@ class ReadAndValidate(beam.DoFn):
     except DataContractError as e:  # an unreadable file or CSV line: the rest of the file is lost
       _counter("rejected_rows").inc(1)
       yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": str(e)}))
+      return
     if rows == 0 and row_group <= 0:
-      yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": "empty file"}))
+      yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": f"{file}: empty file"}))
 
   def _validate(self, table: pa.Table, kind: LogKind, source: Source) -> tuple[pa.Table, list[str]]:
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 
 from hemix_tf.data.contract import LogKind, contract_schema
@@ -64,6 +65,8 @@ def _as_list(col: pa.Array) -> pa.Array:
     return col
   if pa.types.is_string(col.type):
     col = col.cast(pa.binary())
+  elif pa.types.is_floating(col.type):  # tf.Example floats are float32
+    col = col.cast(pa.float32())
   offsets = np.arange(len(col) + 1, dtype=np.int32)
   return pa.ListArray.from_arrays(pa.array(offsets), col, mask=col.is_null())
 
@@ -82,8 +85,9 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
       if name == TIME_GAP:
         owner = np.repeat(np.arange(len(start)), end - start)
         values = pa.array(imp_ts[owner] - events[TIMESTAMP].to_numpy()[rows])
-      else:
+      else:  # a missing side-info value becomes the parse default (-1 / "" / 0.0)
         values = events[name].combine_chunks().take(take)
+        values = pc.fill_null(values, pa.scalar(_DEFAULTS[_tf_dtype(values.type)], values.type))
         if pa.types.is_string(values.type):
           values = values.cast(pa.binary())
       columns[sequence_feature(s, name)] = pa.ListArray.from_arrays(offsets, values)

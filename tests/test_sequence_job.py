@@ -1,0 +1,165 @@
+"""The Beam sequence job against the DuckDB reference, on real and synthetic data and edge cases."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import tensorflow as tf
+
+from hemix_tf.data.cli import build
+from hemix_tf.data.contract import LogKind, contract_schema
+from hemix_tf.data.dataset import read_manifest
+from hemix_tf.data.examples import SEQUENCES, make_dataset, parse_spec, sequence_feature, sequence_fields
+from hemix_tf.data.feature_config import load_feature_config, parse_feature_config
+from hemix_tf.data.io import LogWriter, read_log
+from pipelines.sequence_job import SequenceJobConfig, run
+
+from reference_sequences import reference_sequences
+
+IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+
+def run_job(dataset_dir, out_dir, config_name, num_buckets=4):
+  manifest = read_manifest(dataset_dir)
+  cfg = SequenceJobConfig(str(dataset_dir / "impressions"), str(dataset_dir / "events"), str(out_dir),
+                          manifest["eval_start_timestamp"], config_name, num_buckets=num_buckets)
+  return run(cfg, IN_MEMORY)
+
+
+def read_examples(pattern, config) -> dict:
+  """{request_id: {feature: python value}} of every example the job wrote."""
+  files = tf.io.gfile.glob(pattern)
+  records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+  parsed = tf.io.parse_example(records, parse_spec(config)) if records else {}
+  columns = {k: (v.to_list() if isinstance(v, tf.RaggedTensor) else v.numpy().tolist())
+             for k, v in parsed.items()}
+  return {rid.decode(): {k: col[i] for k, col in columns.items()}
+          for i, rid in enumerate(columns.get("request_id", []))}
+
+
+def assert_parity(dataset_dir, out_dir, config_name):
+  config = load_feature_config(config_name)
+  summary = run_job(dataset_dir, out_dir, config_name)
+  written = {**read_examples(summary["outputs"]["train"], config),
+             **read_examples(summary["outputs"]["eval"], config)}
+  imp = read_log(dataset_dir / "impressions", LogKind.IMPRESSIONS, config)
+  ev = read_log(dataset_dir / "events", LogKind.EVENTS, config)
+  expected = reference_sequences(imp, ev, config)
+  assert set(written) == set(expected)  # every impression, none dropped
+  names = [sequence_feature(s, f) for s in SEQUENCES for f in sequence_fields(config)]
+  for rid, ref in expected.items():
+    got = written[rid]
+    for name in names:
+      value = got[name]
+      if value and isinstance(value[0], bytes):
+        value = [v.decode() for v in value]
+      assert value == ref[name], (rid, name)
+  counters = summary["counters"]
+  assert counters["impressions"] == imp.num_rows and counters["events"] == ev.num_rows
+  manifest = read_manifest(dataset_dir)
+  assert counters["eval_examples"] == manifest["eval_impressions"]
+  assert counters["train_examples"] + counters["eval_examples"] == imp.num_rows
+  assert counters["rejected_rows"] == 0
+  return summary, written
+
+
+@pytest.mark.slow
+def test_parity_ml100k(tmp_path, ml100k_dir):
+  build("ml-100k", str(tmp_path / "raw"), source_dir=str(ml100k_dir))
+  summary, _ = assert_parity(tmp_path / "raw", tmp_path / "out", "movielens")
+  assert summary["counters"]["truncated_realtime"] > 0 and summary["counters"]["empty_global"] > 0
+
+
+@pytest.mark.slow
+def test_parity_amazon(tmp_path, amazon_dir):
+  build("amazon-grocery", str(tmp_path / "raw"), source_dir=str(amazon_dir))
+  assert_parity(tmp_path / "raw", tmp_path / "out", "amazon-grocery")
+
+
+def test_parity_synthetic_and_leak_trap(tmp_path):
+  build("synthetic", str(tmp_path / "raw"), num_impressions=3000)
+  _, written = assert_parity(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  for ex in written.values():  # the click event at the impression's own second never leaks in
+    assert 0 not in ex["realtime_time_gap"] and min(ex["global_time_gap"], default=1) > 0
+
+
+EDGE_CONFIG = parse_feature_config({
+    "name": "edge", "day_utc_offset_hours": 8,
+    "features": {"item": [{"name": "item_id", "kind": "categorical_id"}]},
+    "sequence": {"side_info": [{"name": "tag", "kind": "categorical_string"}], "behaviors": ["a", "b"],
+                 "global_length": 3, "realtime_length": 2}})
+DAY = 1_767_225_600 - 8 * 3600  # 2026-01-01 00:00 at UTC+8
+
+
+def test_edge_cases(tmp_path):
+  """Same-second ties, the local-day boundary, events at the impression second, no history, truncation."""
+  t = DAY + 86400 + 3600  # an impression at 01:00 local on 2026-01-02
+  events = [  # user, item, ts, behavior, tag
+      (1, 10, DAY + 86400 - 1, "a", "x"),  # 23:59:59 the day before: global
+      (1, 11, DAY + 86400, "a", "y"),      # local midnight: real-time
+      (1, 12, DAY + 86400, "b", "z"),      # same second: tie broken by item
+      (1, 13, t, "a", "w"),                # at the impression's second: never
+      (1, 14, t + 5, "a", "w"),            # after: never
+      (1, 15, DAY, "a", None), (1, 16, DAY + 1, "b", "q"), (1, 17, DAY + 2, "a", "q"),
+      (1, 18, DAY + 2, "a", "r"),          # 5 global events for L_G = 3
+  ]
+  ev = pa.table(dict(zip(["user_id", "item_id", "timestamp", "behavior", "tag"], map(list, zip(*events)))))
+  imp = pa.table({"request_id": ["r1", "r2"], "user_id": [1, 2], "item_id": [99, 99], "timestamp": [t, t],
+                  "click": [0, 1], "conversion": [0, 0]})
+  raw = tmp_path / "raw"
+  for kind, table in ((LogKind.IMPRESSIONS, imp), (LogKind.EVENTS, ev)):
+    with LogWriter(raw / kind.value / "part-0.parquet", kind, EDGE_CONFIG) as w:
+      w.write(table.cast(contract_schema(kind, EDGE_CONFIG)))
+  (raw / "manifest.json").write_text(json.dumps({"eval_start_timestamp": t, "eval_impressions": 2}))
+  config_path = tmp_path / "edge.yaml"
+  import yaml
+  config_path.write_text(yaml.safe_dump({
+      "name": "edge", "day_utc_offset_hours": 8,
+      "features": {"item": [{"name": "item_id", "kind": "categorical_id"}]},
+      "sequence": {"side_info": [{"name": "tag", "kind": "categorical_string"}], "behaviors": ["a", "b"],
+                   "global_length": 3, "realtime_length": 2}}))
+  summary, written = assert_parity(raw, tmp_path / "out", str(config_path))
+  r1, r2 = written["r1"], written["r2"]
+  assert r1["realtime_item_id"] == [12, 11] and r1["realtime_time_gap"] == [3600, 3600]
+  assert r1["global_item_id"] == [10, 18, 17]  # truncated to the 3 most recent
+  assert r1["global_tag"] == [b"x", b"r", b"q"]
+  assert r2["global_item_id"] == [] and r2["realtime_item_id"] == []  # no history: kept, empty
+  c = summary["counters"]
+  assert (c["empty_global"], c["empty_realtime"], c["truncated_global"]) == (1, 1, 1)
+
+
+def test_dead_letters(tmp_path):
+  config = load_feature_config("synthetic-lbs")
+  build("synthetic", str(tmp_path / "raw"), num_impressions=300)
+  raw = tmp_path / "raw"
+  events = read_log(raw / "events", LogKind.EVENTS, config).slice(0, 50)
+  bad = events.to_pylist()
+  csv_lines = ["user_id,item_id,timestamp,behavior,category,cell"]
+  csv_lines += [f"{r['user_id']},{r['item_id']},{r['timestamp']},{r['behavior']},{r['category']},{r['cell']}"
+                for r in bad[:3]]
+  csv_lines[2] = csv_lines[2].replace(",click,", ",teleport,").replace(",navigate,", ",teleport,") \
+      .replace(",order,", ",teleport,")
+  csv_lines.append("7,8,-1,click,1,1")
+  (raw / "events" / "extra.csv").write_text("\n".join(csv_lines) + "\n")
+  (raw / "events" / "empty.csv").write_text("")
+  summary = run_job(raw, tmp_path / "out", "synthetic-lbs")
+  letters = [json.loads(line) for f in tf.io.gfile.glob(summary["rejected"])
+             for line in open(f) if line.strip()]
+  reasons = sorted(letter["reason"] for letter in letters)
+  assert len(letters) == 3 and summary["counters"]["rejected_rows"] == 3
+  assert any("row 1 (line 3), column 'behavior'" in r for r in reasons)
+  assert any("row 3 (line 5), column 'timestamp'" in r for r in reasons)
+  assert any("empty.csv: empty file" in r for r in reasons)
+  n_events = read_log(raw / "events" / "part-00000.parquet", LogKind.EVENTS, config).num_rows
+  assert summary["counters"]["events"] == n_events + 2  # the two good CSV rows are kept
+
+
+def test_make_dataset_reads_the_examples(tmp_path):
+  config = load_feature_config("synthetic-lbs")
+  build("synthetic", str(tmp_path / "raw"), num_impressions=500)
+  summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  batch = next(iter(make_dataset(summary["outputs"]["train"], config, batch_size=32)))
+  assert batch["click"].shape == (32,) and batch["item_tags"].dtype == tf.string
+  lengths = batch["global_item_id"].row_lengths().numpy()
+  assert lengths.max() <= config.sequence.global_length and lengths.mean() > 50
+  assert np.all(batch["realtime_time_gap"].flat_values.numpy() > 0)
