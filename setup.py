@@ -16,6 +16,7 @@ setup(
     entry_points={
         "console_scripts": [
             "hemix-data=hemix_tf.data.cli:run",
+            "hemix-sequence-job=pipelines.sequence_job_cli:run_cli",
         ]
     },
 )

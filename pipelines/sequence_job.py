@@ -123,10 +123,10 @@ class ReadAndValidate(beam.DoFn):
     buckets = user_bucket(table[USER_ID].to_numpy(), self.num_buckets)
     order = np.argsort(buckets, kind="stable")
     sorted_buckets = buckets[order]
-    table = table.take(pa.array(order))
     bounds = np.flatnonzero(np.diff(sorted_buckets)) + 1
     for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
-      yield int(sorted_buckets[start]), (kind.value, table.slice(start, end - start))
+      # `take` copies: a slice would pickle its parent's whole buffers, once per bucket.
+      yield int(sorted_buckets[start]), (kind.value, table.take(pa.array(order[start:end])))
 
 
 class BuildExamples(beam.DoFn):

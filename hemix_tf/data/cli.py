@@ -24,7 +24,7 @@ DATASETS = {"synthetic": "synthetic-lbs", "ml-100k": "movielens", "grouplens": "
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "synthetic", list(DATASETS), "Which adapter to run.")
-flags.DEFINE_string("output_dir", None, "Dataset directory to create.", required=True)
+flags.DEFINE_string("output_dir", None, "Dataset directory to create (required).")
 flags.DEFINE_string("feature_config", None, "Feature config name or YAML path (default: the dataset's).")
 flags.DEFINE_string("source_dir", None, "Input files (ml-100k: atomic files; grouplens; amazon-grocery).")
 flags.DEFINE_string("cache_dir", "data_cache", "Where the recbole wheel is cached for ml-100k.")
@@ -77,6 +77,7 @@ def main(argv):
 
 
 def run():
+  flags.mark_flag_as_required("output_dir")
   app.run(main)
 
 

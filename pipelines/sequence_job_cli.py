@@ -1,0 +1,57 @@
+"""`hemix-sequence-job`: run the Beam sequence job. Unknown flags go to Beam as pipeline options.
+
+  hemix-sequence-job --dataset_dir=runs/data/synthetic --output_dir=runs/examples/synthetic
+  hemix-sequence-job --impressions='gs://b/imp/*.parquet' ... --runner=DataflowRunner --project=...
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import flags, logging
+
+from hemix_tf.data.dataset import read_manifest
+from pipelines.sequence_job import SequenceJobConfig, run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset_dir", None, "A hemix-data directory (impressions/, events/, manifest.json).")
+flags.DEFINE_string("impressions", None, "Impression log file or directory (instead of --dataset_dir).")
+flags.DEFINE_string("events", None, "Event log file or directory (instead of --dataset_dir).")
+flags.DEFINE_integer("eval_start_timestamp", None, "First eval timestamp (default: the manifest's).")
+flags.DEFINE_string("feature_config", None, "Config name or YAML (default: the manifest's).")
+flags.DEFINE_string("output_dir", None, "Where train/, eval/, rejected/ are written.", required=True)
+flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the sequence build).")
+
+
+def config_from_flags() -> SequenceJobConfig:
+  manifest = read_manifest(FLAGS.dataset_dir) if FLAGS.dataset_dir else {}
+  impressions = FLAGS.impressions or (FLAGS.dataset_dir and f"{FLAGS.dataset_dir}/impressions")
+  events = FLAGS.events or (FLAGS.dataset_dir and f"{FLAGS.dataset_dir}/events")
+  eval_start = FLAGS.eval_start_timestamp if FLAGS.eval_start_timestamp is not None \
+      else manifest.get("eval_start_timestamp")
+  feature_config = FLAGS.feature_config or manifest.get("feature_config")
+  missing = [name for name, v in (("--impressions", impressions), ("--events", events),
+                                  ("--eval_start_timestamp", eval_start),
+                                  ("--feature_config", feature_config)) if v is None]
+  if missing:
+    raise flags.ValidationError(f"give --dataset_dir or {', '.join(missing)}")
+  return SequenceJobConfig(impressions=impressions, events=events, output_dir=FLAGS.output_dir,
+                           eval_start_timestamp=int(eval_start), feature_config=feature_config,
+                           num_buckets=FLAGS.num_buckets)
+
+
+def main(argv=None) -> dict:
+  beam_args = FLAGS(argv or sys.argv, known_only=True)[1:]
+  logging.set_verbosity(logging.WARNING)  # Beam's worker chatter; counters are printed at the end
+  summary = run(config_from_flags(), beam_args)
+  print(json.dumps(summary["counters"], indent=2))
+  print(f"train examples: {summary['outputs']['train']}\neval examples:  {summary['outputs']['eval']}")
+  return summary
+
+
+def run_cli():
+  main()
+
+
+if __name__ == "__main__":
+  run_cli()
