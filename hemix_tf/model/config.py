@@ -1,0 +1,102 @@
+"""HeMix hyper-parameters (HeMix Sections 3 and 4.1.4) as a dataclass, with named presets.
+
+Token budget (paper-small, Section 4.1.4): N_NS = 20 NS tokens split 4:1 into T_NS^G (16) and T_NS^R
+(4); fixed queries Q^G (16) and Q^R (4); so O^G has 32 tokens, O^R 8, N_S = 40 = 2 N_NS and N = 60.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Interaction(str, enum.Enum):
+  """The interaction block of Table 4."""
+  HETEROMIXER = "heteromixer"
+  RANKMIXER = "rankmixer"
+  TRANSFORMER = "transformer"
+
+
+@dataclasses.dataclass(frozen=True)
+class HeMixConfig:
+  # Tokens (Eqs. 2, 10).
+  d_t: int = 256  # d_T, token width
+  n_ns: int = 20  # N_NS; split 4:1 into the global and real-time dynamic queries
+  global_fixed_queries: int = 16  # |Q^G|
+  realtime_fixed_queries: int = 4  # |Q^R|
+  ns_hidden: tuple[int, ...] = (1024,)  # hidden layers of F_NS before the N_NS * d_T output layer
+  # Mixed Hetero Attention (Eqs. 3-9).
+  attention_dim: int = 256  # d, width of the projected queries / keys / values
+  attention_heads: int = 4
+  # HeteroMixer blocks (Eqs. 11-21).
+  num_blocks: int = 2  # L
+  mixer_heads: int = 16  # M; d_T must divide by it
+  low_rank: int = 64  # d_r
+  ffn_expansion: int = 4  # k
+  interaction: Interaction = Interaction.HETEROMIXER
+  # Embeddings (Section 3.2).
+  embedding_dim: dict = dataclasses.field(
+      default_factory=lambda: {"user": 32, "item": 32, "context": 16, "sequence": 32})
+  hash_buckets: int = 100_003  # per categorical feature (ids are hashed; no vocabulary needed)
+  time_gap_buckets: int = 32  # log2 buckets of the event's age in seconds
+  # Prediction (Section 3.5).
+  tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
+  head_hidden: tuple[int, ...] = (256,)
+  # Ablations (Figure 3).
+  use_fixed_queries: bool = True
+  use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence
+  use_global_sequence: bool = True
+  use_realtime_sequence: bool = True
+
+  def __post_init__(self):
+    if self.n_ns % 5:
+      raise ValueError(f"n_ns={self.n_ns} must split 4:1 into global / real-time queries (a multiple of 5)")
+    if self.d_t % self.mixer_heads:
+      raise ValueError(f"d_t={self.d_t} must be divisible by mixer_heads={self.mixer_heads}")
+    if self.attention_dim % self.attention_heads:
+      raise ValueError(f"attention_dim={self.attention_dim} must divide by attention_heads")
+    object.__setattr__(self, "interaction", Interaction(self.interaction))
+
+  @property
+  def global_dynamic_queries(self) -> int:
+    return self.n_ns * 4 // 5  # |T_NS^G|
+
+  @property
+  def realtime_dynamic_queries(self) -> int:
+    return self.n_ns // 5  # |T_NS^R|
+
+  def sequence_tokens(self, sequence: str) -> int:
+    """Tokens produced from one sequence: dynamic + fixed queries (0 when the sequence is ablated)."""
+    if sequence == "global":
+      used, dyn, fixed = self.use_global_sequence, self.global_dynamic_queries, self.global_fixed_queries
+    else:
+      used, dyn, fixed = self.use_realtime_sequence, self.realtime_dynamic_queries, self.realtime_fixed_queries
+    return (dyn + (fixed if self.use_fixed_queries else 0)) if used else 0
+
+  @property
+  def num_tokens(self) -> int:
+    """N = N_S + N_NS (Eq. 10)."""
+    return self.n_ns + self.sequence_tokens("global") + self.sequence_tokens("realtime")
+
+
+PRESETS = {
+    # Section 4.1.4: N = 60, d_T = 256, N_NS = 20, global 16 + 16, real-time 4 + 4, L = 3: Eq. 24 gives 94M.
+    "paper-small": HeMixConfig(d_t=256, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
+                               ns_hidden=(1024,), attention_dim=256, attention_heads=4, num_blocks=3,
+                               mixer_heads=16, low_rank=128, ffn_expansion=4),
+    # Scaled by width (d_T 256 -> 1024, L = 3): Eq. 24 gives 1.51B (Table 2: HeMix-Large 1,484M).
+    "paper-large": HeMixConfig(d_t=1024, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
+                               ns_hidden=(2048,), attention_dim=1024, attention_heads=8, num_blocks=3,
+                               mixer_heads=32, low_rank=256, ffn_expansion=4),
+    # For tests and the demo on a CPU.
+    "cpu-small": HeMixConfig(d_t=32, n_ns=10, global_fixed_queries=4, realtime_fixed_queries=2,
+                             ns_hidden=(128,), attention_dim=32, attention_heads=2, num_blocks=2,
+                             mixer_heads=4, low_rank=16, ffn_expansion=2,
+                             embedding_dim={"user": 16, "item": 16, "context": 8, "sequence": 16},
+                             hash_buckets=20_011, head_hidden=(64,)),
+}
+
+
+def preset(name: str, **overrides) -> HeMixConfig:
+  if name not in PRESETS:
+    raise ValueError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
+  return dataclasses.replace(PRESETS[name], **overrides)
