@@ -1,0 +1,67 @@
+"""Parameter and FLOP accounting of a model (HeMix Table 2's "#Param" and "GFLOPs", Eq. 24).
+
+* dense parameters: every trainable weight outside the embedding tables; embedding parameters: the tables;
+* forward FLOPs per example: TensorFlow's own profiler (tf.compat.v1.profiler, float_operation) on the
+  traced graph of one example with full-length sequences. TensorFlow registers no FLOP statistic for
+  Einsum, so we register one: 2 x the product of all index sizes of a two-operand contraction (the same
+  multiply-add convention TensorFlow uses for MatMul);
+* Eq. 24: #Param ≈ 2 k L N d_T^2.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import graph_util, ops
+
+from hemix_tf.data.feature_config import FeatureConfig
+from hemix_tf.data.examples import parse_spec
+
+
+@ops.RegisterStatistics("Einsum", "flops")
+def _einsum_flops(graph, node):
+  inputs = node.attr["equation"].s.decode().split("->")[0].split(",")
+  sizes = {}
+  for labels, name in zip(inputs, node.input):
+    shape = graph_util.tensor_shape_from_node_def_name(graph, name)
+    shape.assert_is_fully_defined()
+    sizes.update(zip(labels, shape.as_list()))
+  return ops.OpStats("flops", 2 * math.prod(sizes.values()) if len(inputs) == 2 else 0)
+
+
+def eq24_params(config) -> int:
+  """HeMix Eq. 24: 2 k L N d_T^2."""
+  return 2 * config.ffn_expansion * config.num_blocks * config.num_tokens * config.d_t ** 2
+
+
+def parameter_counts(model: tf.keras.Model) -> dict:
+  embedding = sum(int(np.prod(w.shape)) for w in model.embedding.trainable_weights)
+  total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+  return {"dense_params": total - embedding, "embedding_params": embedding}
+
+
+def full_length_features(feature_config: FeatureConfig, batch: int = 1) -> dict:
+  """A parsed-feature batch with every sequence at its maximum length (for tracing and FLOPs)."""
+  lengths = {"global": feature_config.sequence.global_length,
+             "realtime": feature_config.sequence.realtime_length}
+  features = {}
+  for name, spec in parse_spec(feature_config).items():
+    if isinstance(spec, tf.io.RaggedFeature):
+      n = lengths.get(name.split("_")[0], 2)
+      values = tf.zeros([batch * n], spec.dtype) if spec.dtype != tf.string else tf.fill([batch * n], "x")
+      features[name] = tf.RaggedTensor.from_uniform_row_length(values, n)
+    else:
+      features[name] = (tf.zeros([batch], spec.dtype) if spec.dtype != tf.string
+                        else tf.fill([batch], "x"))
+  return features
+
+
+def forward_flops(model: tf.keras.Model, feature_config: FeatureConfig) -> int:
+  """Forward FLOPs of one example, counted by TensorFlow's profiler on the traced graph."""
+  features = full_length_features(feature_config, batch=1)
+  model(features)  # build
+  concrete = tf.function(lambda: model(features)).get_concrete_function()
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return int(tf.compat.v1.profiler.profile(concrete.graph, options=options).total_float_ops)

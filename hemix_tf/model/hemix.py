@@ -1,0 +1,80 @@
+"""The HeMix network (HeMix Section 3): embedding -> tokens -> L interaction blocks -> mean pool -> heads.
+
+  features ──FeatureEmbedding──> E_{U,I,C} [B, d_NS], G [B, L_G, d_I], R [B, L_R, d_I] (+ masks)
+  T_NS = NSTokenizer(E) [B, N_NS, d_T]  (Eq. 2), split 4:1 into T_NS^G, T_NS^R
+  O^G = QMIE([T_NS^G, Q^G], G), O^R = QMIE([T_NS^R, Q^R], R)   (Eqs. 3-9)
+  T = [O^G, O^R, T_NS] [B, N, d_T]  (Eq. 10)
+  T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T];  ŷ_task = σ(f_task(o))  (Eq. 22)
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from hemix_tf.data.feature_config import FeatureConfig
+from hemix_tf.model.config import HeMixConfig, Interaction
+from hemix_tf.model.embedding import FeatureEmbedding
+from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
+from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
+
+
+def interaction_block(config: HeMixConfig, index: int) -> keras.layers.Layer:
+  name = f"{config.interaction.value}_{index}"
+  if config.interaction == Interaction.HETEROMIXER:
+    return HeteroMixerBlock(config.mixer_heads, config.low_rank, config.ffn_expansion, name=name)
+  if config.interaction == Interaction.RANKMIXER:
+    return RankMixerBlock(config.ffn_expansion, name=name)
+  return TransformerBlock(config.mixer_heads, config.ffn_expansion, name=name)
+
+
+class PredictionHead(keras.layers.Layer):
+  """Eq. 22 for one task: ŷ = σ(f(o)) with f an MLP (or LR when `hidden` is empty)."""
+
+  def __init__(self, hidden: tuple[int, ...], **kwargs):
+    super().__init__(**kwargs)
+    self.hidden = mlp(hidden, "hidden")
+    self.logit = keras.layers.Dense(1, name="logit")
+
+  def call(self, pooled: tf.Tensor) -> tf.Tensor:
+    x = pooled
+    for layer in self.hidden:
+      x = layer(x)
+    return tf.sigmoid(self.logit(x))[:, 0]
+
+
+class HeMix(keras.Model):
+  """Parsed features (hemix_tf.data.examples.parse_spec) -> {task: probability [B]}."""
+
+  def __init__(self, feature_config: FeatureConfig, config: HeMixConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.feature_config, self.config = feature_config, config
+    self.embedding = FeatureEmbedding(feature_config, config, name="embedding")
+    self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, name="ns_tokenizer")
+    self.extractors = {}
+    for seq, dyn, fixed, used in (
+        ("global", config.global_dynamic_queries, config.global_fixed_queries, config.use_global_sequence),
+        ("realtime", config.realtime_dynamic_queries, config.realtime_fixed_queries,
+         config.use_realtime_sequence)):
+      if used:
+        self.extractors[seq] = QueryMixedInterestExtraction(
+            dyn, fixed if config.use_fixed_queries else 0, config.d_t, config.attention_dim,
+            config.attention_heads, use_mixed_queries=config.use_mixed_queries, name=f"qmie_{seq}")
+    self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
+    self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
+
+  def tokens(self, features: dict) -> tf.Tensor:
+    """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
+    e_uic, sequences = self.embedding(features)
+    t_ns = self.ns_tokenizer(e_uic)
+    n_global = self.config.global_dynamic_queries
+    dynamic = {"global": t_ns[:, :n_global], "realtime": t_ns[:, n_global:]}  # the 4:1 split
+    seq_tokens = [self.extractors[s]([dynamic[s], *sequences[s]]) for s in ("global", "realtime")
+                  if s in self.extractors]
+    return tf.concat(seq_tokens + [t_ns], axis=1)
+
+  def call(self, features: dict, training=None) -> dict:
+    t = self.tokens(features)
+    for block in self.blocks:
+      t = block(t)
+    pooled = tf.reduce_mean(t, axis=1)  # Section 3.5: mean pooling over tokens
+    return {task: head(pooled) for task, head in self.heads.items()}
