@@ -35,7 +35,9 @@ def eq24_params(config) -> int:
   return 2 * config.ffn_expansion * config.num_blocks * config.num_tokens * config.d_t ** 2
 
 
-def parameter_counts(model: tf.keras.Model) -> dict:
+def parameter_counts(model: tf.keras.Model, feature_config: FeatureConfig) -> dict:
+  if not model.built:
+    model(full_length_features(feature_config))
   embedding = sum(int(np.prod(w.shape)) for w in model.embedding.trainable_weights)
   total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
   return {"dense_params": total - embedding, "embedding_params": embedding}

@@ -1,0 +1,247 @@
+"""HeMix layers and model (HeMix Section 3): shapes, masking, decoupling, round trips, learning."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from sklearn.metrics import roc_auc_score
+
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.model.accounting import eq24_params, forward_flops, parameter_counts
+from hemix_tf.model.config import Interaction, preset
+from hemix_tf.model.export import export_saved_model, serving_function
+from hemix_tf.model.hemix import HeMix
+from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
+from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
+from hemix_tf.model.training import build_and_compile, with_labels
+
+from model_inputs import random_features, replace
+
+FC = load_feature_config("synthetic-lbs")
+SMALL = preset("cpu-small")
+
+ABLATIONS = {
+    "full": {}, "no_fixed_queries": {"use_fixed_queries": False},
+    "no_mixed_queries": {"use_mixed_queries": False}, "no_global": {"use_global_sequence": False},
+    "no_realtime": {"use_realtime_sequence": False}, "rankmixer": {"interaction": Interaction.RANKMIXER},
+    "transformer": {"interaction": Interaction.TRANSFORMER},
+}
+
+
+@pytest.fixture(scope="module")
+def batch():
+  return random_features(FC, 8, seed=1)
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_shapes_for_every_ablation(batch, ablation):
+  config = dataclasses.replace(SMALL, **ABLATIONS[ablation])
+  model = HeMix(FC, config)
+  tokens = model.tokens(batch)
+  assert tokens.shape == (8, config.num_tokens, config.d_t)
+  out = model(batch)
+  assert set(out) == {"click", "conversion"}
+  for p in out.values():
+    assert p.shape == (8,) and np.all((p.numpy() > 0) & (p.numpy() < 1))
+
+
+def test_paper_small_token_budget_and_forward():
+  config = preset("paper-small")
+  assert (config.global_dynamic_queries, config.realtime_dynamic_queries) == (16, 4)
+  assert config.num_tokens == 60  # N = N_S + N_NS = 40 + 20 (Section 4.1.4)
+  model = HeMix(FC, config)
+  assert model.tokens(random_features(FC, 2)).shape == (2, 60, 256)
+
+
+def test_ns_tokenizer_splits_the_last_layer():
+  tok = NSTokenizer(5, 4, (8,))
+  e = tf.random.normal([3, 7])
+  t = tok(e)
+  assert t.shape == (3, 5, 4)
+  flat = tok.out(tok.hidden[0](e))  # F_NS(E): the split is a reshape of the last layer's output
+  np.testing.assert_array_equal(tf.reshape(t, [3, 20]).numpy(), flat.numpy())
+
+
+def _attention_inputs(seed=0, batch=4, length=6, d_i=5, valid=(6, 3, 1, 0)):
+  rng = np.random.default_rng(seed)
+  queries = tf.constant(rng.normal(size=(batch, 3, 8)), tf.float32)
+  seq = rng.normal(size=(batch, length, d_i)).astype(np.float32)
+  mask = (np.arange(length)[None] < np.array(valid)[:, None]).astype(np.float32)
+  return queries, seq, mask
+
+
+def test_attention_ignores_padding_appended_or_permuted():
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2)
+  queries, seq, mask = _attention_inputs()
+  base = att([queries, tf.constant(seq * mask[..., None]), tf.constant(mask)]).numpy()
+  # Garbage in padded positions, more padding appended, padded positions permuted: same output.
+  rng = np.random.default_rng(5)
+  longer = np.concatenate([seq, rng.normal(size=(4, 5, 5)).astype(np.float32)], axis=1)
+  longer_mask = np.concatenate([mask, np.zeros((4, 5), np.float32)], axis=1)
+  for row in range(4):
+    pad = np.flatnonzero(longer_mask[row] == 0)
+    longer[row, pad] = longer[row, rng.permutation(pad)]
+  out = att([queries, tf.constant(longer), tf.constant(longer_mask)]).numpy()
+  np.testing.assert_allclose(out, base, atol=1e-6)
+  assert np.all(np.isfinite(base))
+  # The empty sequence (row 3) gives W_O's bias only.
+  np.testing.assert_allclose(base[3], np.tile(att.w_o.bias.numpy(), (3, 1)), atol=1e-6)
+  # A real (unmasked) change does change the output.
+  changed = seq.copy()
+  changed[0, 0] += 1.0
+  assert not np.allclose(att([queries, tf.constant(changed * mask[..., None]), tf.constant(mask)]), base)
+
+
+def test_attention_uses_one_query_projection_per_position():
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2)
+  queries, seq, mask = _attention_inputs()
+  att([queries, tf.constant(seq), tf.constant(mask)])
+  assert att.w_q.shape == (3, 8, 8) and att.w_k.shape == (5, 8) and att.w_v.shape == (5, 8)
+  same = tf.tile(queries[:, :1], [1, 3, 1])  # identical queries at all positions
+  out = att([same, tf.constant(seq), tf.constant(mask)]).numpy()
+  assert not np.allclose(out[:, 0], out[:, 1])  # heterogeneous W_Q^(l): different outputs
+
+
+def test_fixed_query_tokens_do_not_depend_on_the_candidate(batch):
+  """Only the dynamic (NS-token) queries see the item; the fixed-query tokens are the user's alone."""
+  model = HeMix(FC, SMALL)
+  other = random_features(FC, 8, seed=99)
+  swapped = replace(batch, **{f.name: other[f.name] for f in FC.features if f.group.value == "item"})
+  a, b = model.tokens(batch).numpy(), model.tokens(swapped).numpy()
+  g_dyn, g_fix = SMALL.global_dynamic_queries, SMALL.global_fixed_queries
+  r_dyn, r_fix = SMALL.realtime_dynamic_queries, SMALL.realtime_fixed_queries
+  fixed = list(range(g_dyn, g_dyn + g_fix)) + list(range(g_dyn + g_fix + r_dyn, g_dyn + g_fix + r_dyn + r_fix))
+  dynamic = list(range(g_dyn)) + list(range(g_dyn + g_fix, g_dyn + g_fix + r_dyn))
+  np.testing.assert_array_equal(a[:, fixed], b[:, fixed])  # bit-identical
+  assert not np.allclose(a[:, dynamic], b[:, dynamic])
+
+
+def test_fusion_round_trip_and_identity_mixing():
+  t = tf.random.normal([3, 6, 8])
+  g = fuse(t, 4)
+  assert g.shape == (3, 4, 12)
+  # G^(i) is the concatenation of the i-th sub-token of every token (Eq. 14).
+  np.testing.assert_array_equal(g[:, 1, :2].numpy(), t[:, 0, 2:4].numpy())
+  np.testing.assert_array_equal(g[:, 1, 2:4].numpy(), t[:, 1, 2:4].numpy())
+  np.testing.assert_array_equal(reconstruct(g, 6).numpy(), t.numpy())
+  np.testing.assert_array_equal(HeteroMixing(4, 3, identity_interaction=True)(t).numpy(), t.numpy())
+  mixed = HeteroMixing(4, 3)(t)
+  assert mixed.shape == t.shape and not np.allclose(mixed, t)
+
+
+def test_heterogeneous_ffn_is_per_token():
+  ffn = PerTokenFFN(expansion=2)
+  t = tf.random.normal([2, 5, 4]).numpy()
+  base = ffn(tf.constant(t)).numpy()
+  t2 = t.copy()
+  t2[:, 3] += 1.0
+  out = ffn(tf.constant(t2)).numpy()
+  np.testing.assert_array_equal(np.delete(out, 3, axis=1), np.delete(base, 3, axis=1))
+  same = np.repeat(t[:, :1], 5, axis=1)  # identical tokens, different per-token weights
+  out = ffn(tf.constant(same)).numpy()
+  assert not np.allclose(out[:, 0], out[:, 1])
+
+
+def test_heteromixer_block_parameters_match_the_equations():
+  n, d_t, m, d_r, k = 6, 8, 4, 3, 2
+  block = HeteroMixerBlock(m, d_r, k)
+  block(tf.zeros([1, n, d_t]))
+  mixing = 2 * m * (n * d_t // m) * d_r  # Eqs. 16-17: W^L_m and W^R_m per head
+  ffn = n * (2 * d_t * k * d_t + k * d_t + d_t)  # Eq. 19 per token
+  norms = 2 * 2 * d_t
+  assert block.count_params() == mixing + ffn + norms
+
+
+def test_accounting_of_presets():
+  model = HeMix(FC, SMALL)
+  counts = parameter_counts(model, FC)
+  assert counts["dense_params"] + counts["embedding_params"] == model.count_params()
+  assert eq24_params(SMALL) == 2 * 2 * 2 * 32 * 32 ** 2
+  flops = forward_flops(model, FC)
+  # At least the interaction blocks' per-token FFN multiply-adds: 2 * 2 k N d_T^2 per block.
+  assert flops > 2 * eq24_params(SMALL)
+
+
+def test_einsum_flops_are_registered():
+  @tf.function
+  def f(a, b):
+    return tf.einsum("bnd,ndh->bnh", a, b)
+  graph = f.get_concrete_function(tf.TensorSpec([2, 3, 4]), tf.TensorSpec([3, 4, 5])).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  assert tf.compat.v1.profiler.profile(graph, options=options).total_float_ops == 2 * 2 * 3 * 4 * 5
+
+
+def test_saved_model_round_trip(tmp_path, batch):
+  model = HeMix(FC, SMALL)
+  eager = model(batch)
+  examples = tf.constant(_serialize(batch))
+  before = serving_function(model, FC)(examples=examples)
+  export_saved_model(model, FC, str(tmp_path / "m"))
+  loaded = tf.saved_model.load(str(tmp_path / "m"))
+  after = loaded.signatures["serving_default"](examples=examples)
+  for task in SMALL.tasks:
+    np.testing.assert_array_equal(after[task].numpy(), before[task].numpy())  # the same graph
+    np.testing.assert_allclose(after[task].numpy(), eager[task].numpy(), atol=1e-6)  # vs eager ops
+
+
+def _serialize(features: dict) -> list[bytes]:
+  batch = len(features["click"])
+  out = []
+  for i in range(batch):
+    feature = {}
+    for name, value in features.items():
+      row = value[i].numpy() if isinstance(value, tf.RaggedTensor) else np.array([value[i].numpy()])
+      row = np.atleast_1d(row)
+      if row.dtype.kind in "iu":
+        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=row.tolist()))
+      elif row.dtype.kind == "f":
+        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist()))
+      else:
+        feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=list(row)))
+    out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+  return out
+
+
+def test_memorises_a_few_hundred_examples():
+  features = random_features(FC, 300, seed=3)
+  labels = np.random.default_rng(3).integers(0, 2, 300)
+  features["click"] = tf.constant(labels, tf.int64)
+  config = dataclasses.replace(SMALL, tasks=("click",))
+  keras.utils.set_random_seed(0)
+  model = build_and_compile(FC, config, learning_rate=3e-3)
+  ds = tf.data.Dataset.from_tensor_slices(features).batch(50).map(lambda f: with_labels(f, config.tasks))
+  history = model.fit(ds.repeat(), steps_per_epoch=6, epochs=40, verbose=0)
+  assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
+
+
+def _planted(batch: int, seed: int) -> dict:
+  """click = 1 iff one of today's (real-time) events has category 1 or 2; the global sequence (same
+  distribution) and all other features are independent of the label."""
+  features = random_features(FC, batch, seed=seed, max_lengths={"global": 20, "realtime": 4})
+  rng = np.random.default_rng(seed + 1)
+  category = rng.integers(1, 9, batch)
+  rt = features["realtime_category"]
+  rt_values = rng.integers(1, 9, int(rt.flat_values.shape[0]))
+  rt = tf.RaggedTensor.from_row_splits(tf.constant(rt_values, tf.int64), rt.row_splits)
+  g = features["global_category"]
+  g = tf.RaggedTensor.from_row_splits(tf.constant(rng.integers(1, 9, int(g.flat_values.shape[0])), tf.int64),
+                                      g.row_splits)
+  click = np.array([bool({1, 2} & set(row)) for row in rt.to_list()], np.int64)
+  return replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
+                 global_category=g, click=tf.constant(click))
+
+
+@pytest.mark.parametrize("use_realtime, bound", [(True, "above"), (False, "below")])
+def test_learns_a_rule_only_the_realtime_sequence_reveals(use_realtime, bound):
+  config = dataclasses.replace(SMALL, tasks=("click",), use_realtime_sequence=use_realtime)
+  keras.utils.set_random_seed(0)
+  model = build_and_compile(FC, config, learning_rate=2e-3)
+  train = tf.data.Dataset.from_tensor_slices(_planted(4000, seed=10)).shuffle(4000, seed=0).batch(64)
+  model.fit(train.map(lambda f: with_labels(f, config.tasks)).repeat(), steps_per_epoch=60, epochs=2,
+            verbose=0)
+  test = _planted(1000, seed=20)
+  auc = roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
+  print(f"use_realtime={use_realtime}: AUC {auc:.3f}")
+  assert auc > 0.85 if bound == "above" else auc < 0.6
