@@ -85,8 +85,8 @@ PRESETS = {
                                mixer_heads=16, low_rank=64, ffn_expansion=4),
     # Scaled by width (d_T 256 -> 1024, L = 3): Eq. 24 gives 1.51B (Table 2: HeMix-Large 1,484M).
     "paper-large": HeMixConfig(d_t=1024, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
-                               ns_hidden=(2048,), attention_dim=1024, attention_heads=8, num_blocks=3,
-                               mixer_heads=32, low_rank=256, ffn_expansion=4),
+                               ns_hidden=(1024,), attention_dim=512, attention_heads=8, num_blocks=3,
+                               mixer_heads=32, low_rank=128, ffn_expansion=4),
     # For tests and the demo on a CPU.
     # N = 10 + (8 + 10) + (2 + 2) = 32 tokens, so RankMixer token mixing (d_T divisible by N) applies too.
     "cpu-small": HeMixConfig(d_t=32, n_ns=10, global_fixed_queries=10, realtime_fixed_queries=2,
