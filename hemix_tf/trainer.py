@@ -1,0 +1,87 @@
+"""Train a HeMix model on the sequence job's TFRecords, evaluate it, export a SavedModel.
+
+This is the training core that the TFX Trainer's run_fn will call; today `make demo` calls it directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from sklearn.metrics import log_loss, roc_auc_score
+
+from hemix_tf.data.examples import make_dataset
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.model.config import preset
+from hemix_tf.model.export import export_saved_model
+from hemix_tf.model.training import build_and_compile, with_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+  train_pattern: str
+  eval_pattern: str
+  output_dir: str
+  feature_config: str = "synthetic-lbs"
+  model_preset: str = "cpu-small"
+  batch_size: int = 256  # the paper's
+  train_steps: int = 400
+  learning_rate: float = 1e-3
+  shuffle_buffer: int = 20_000
+  seed: int = 0
+
+
+class ProgressLogger(keras.callbacks.Callback):
+  """One line per `every` steps: long runs show progress without Keras' per-step bars."""
+
+  def __init__(self, every: int, total: int):
+    super().__init__()
+    self.every, self.total = every, total
+
+  def on_train_batch_end(self, batch, logs=None):
+    if (batch + 1) % self.every == 0 or batch + 1 == self.total:
+      print(f"  step {batch + 1}/{self.total}  loss {logs['loss']:.4f}", flush=True)
+
+
+def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...]) -> dict:
+  """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset."""
+  labels, preds, oracle = {t: [] for t in tasks}, {t: [] for t in tasks}, []
+  for features in dataset:
+    out = model(features, training=False)
+    for t in tasks:
+      labels[t].append(features[t].numpy())
+      preds[t].append(out[t].numpy())
+    if "oracle_ctr" in features:
+      oracle.append(features["oracle_ctr"].numpy())
+  metrics = {}
+  for t in tasks:
+    y, p = np.concatenate(labels[t]), np.concatenate(preds[t]).astype(np.float64)
+    both = len(np.unique(y)) == 2
+    metrics[t] = {"auc": float(roc_auc_score(y, p)) if both else None,
+                  "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+                  "mean_label": float(y.mean()), "mean_prediction": float(p.mean()), "examples": int(len(y))}
+  if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
+    metrics["click"]["oracle_auc"] = float(roc_auc_score(np.concatenate(labels["click"]), np.concatenate(oracle)))
+  return metrics
+
+
+def train_and_evaluate(cfg: TrainerConfig) -> dict:
+  keras.utils.set_random_seed(cfg.seed)
+  fc = load_feature_config(cfg.feature_config)
+  model_config = preset(cfg.model_preset)
+  tasks = model_config.tasks
+  train = make_dataset(cfg.train_pattern, fc, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
+                       repeat=True, seed=cfg.seed).map(lambda f: with_labels(f, tasks))
+  model = build_and_compile(fc, model_config, cfg.learning_rate)
+  print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size}", flush=True)
+  model.fit(train, steps_per_epoch=cfg.train_steps, epochs=1, verbose=0,
+            callbacks=[ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps)])
+  metrics = evaluate(model, make_dataset(cfg.eval_pattern, fc, 1024), tasks)
+  out = Path(cfg.output_dir)
+  saved_model = export_saved_model(model, fc, str(out / "saved_model"))
+  result = {"metrics": metrics, "saved_model": saved_model, "config": dataclasses.asdict(cfg)}
+  (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+  return result
