@@ -217,31 +217,33 @@ def test_memorises_a_few_hundred_examples():
 
 
 def _planted(batch: int, seed: int) -> dict:
-  """click = 1 iff one of today's (real-time) events has category 1 or 2; the global sequence (same
-  distribution) and all other features are independent of the label."""
+  """click = 1 iff the candidate's category occurs among today's (real-time) events: a target-attention
+  rule that only the real-time sequence reveals (the global sequence has the same distribution but is
+  independent of the label)."""
   features = random_features(FC, batch, seed=seed, max_lengths={"global": 20, "realtime": 4})
   rng = np.random.default_rng(seed + 1)
   category = rng.integers(1, 9, batch)
   rt = features["realtime_category"]
-  rt_values = rng.integers(1, 9, int(rt.flat_values.shape[0]))
-  rt = tf.RaggedTensor.from_row_splits(tf.constant(rt_values, tf.int64), rt.row_splits)
-  g = features["global_category"]
-  g = tf.RaggedTensor.from_row_splits(tf.constant(rng.integers(1, 9, int(g.flat_values.shape[0])), tf.int64),
-                                      g.row_splits)
-  click = np.array([bool({1, 2} & set(row)) for row in rt.to_list()], np.int64)
+  rt = tf.RaggedTensor.from_row_splits(
+      tf.constant(rng.integers(1, 9, int(rt.flat_values.shape[0])), tf.int64), rt.row_splits)
+  click = np.array([c in row for c, row in zip(category, rt.to_list())], np.int64)
   return replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
-                 global_category=g, click=tf.constant(click))
+                 click=tf.constant(click))
 
 
-@pytest.mark.parametrize("use_realtime, bound", [(True, "above"), (False, "below")])
-def test_learns_a_rule_only_the_realtime_sequence_reveals(use_realtime, bound):
+@pytest.mark.slow
+@pytest.mark.parametrize("use_realtime", [True, False])
+def test_learns_a_rule_only_the_realtime_sequence_reveals(use_realtime):
   config = dataclasses.replace(SMALL, tasks=("click",), use_realtime_sequence=use_realtime)
   keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, learning_rate=2e-3)
-  train = tf.data.Dataset.from_tensor_slices(_planted(4000, seed=10)).shuffle(4000, seed=0).batch(64)
-  model.fit(train.map(lambda f: with_labels(f, config.tasks)).repeat(), steps_per_epoch=60, epochs=2,
+  model = build_and_compile(FC, config, learning_rate=1e-3)
+  train = tf.data.Dataset.from_tensor_slices(_planted(20_000, seed=10)).shuffle(20_000, seed=0).batch(128)
+  model.fit(train.map(lambda f: with_labels(f, config.tasks)).repeat(), steps_per_epoch=600, epochs=1,
             verbose=0)
-  test = _planted(1000, seed=20)
+  test = _planted(2000, seed=20)
   auc = roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
   print(f"use_realtime={use_realtime}: AUC {auc:.3f}")
-  assert auc > 0.85 if bound == "above" else auc < 0.6
+  if use_realtime:
+    assert auc > 0.9
+  else:
+    assert auc < 0.6
