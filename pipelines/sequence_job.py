@@ -19,12 +19,13 @@ import dataclasses
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Iterator
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -33,7 +34,7 @@ from tfx_bsl.coders import example_coder
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
 from hemix_tf.data.examples import example_batch
 from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
-from hemix_tf.data.io import log_files, parquet_file, raw_batches
+from hemix_tf.data.io import SUFFIXES, parquet_file, raw_batches
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 
 NAMESPACE = "hemix_sequence_job"
@@ -65,15 +66,34 @@ def user_bucket(user_ids: np.ndarray, num_buckets: int) -> np.ndarray:
   return ((mixed >> np.uint64(32)) % np.uint64(num_buckets)).astype(np.int64)
 
 
+def open_with_beam(path: str, decompress: bool):
+  """Any Beam filesystem (local, gs://, s3://, hdfs://): the job reads what its runner can reach."""
+  return FileSystems.open(path, compression_type=CompressionTypes.AUTO if decompress
+                          else CompressionTypes.UNCOMPRESSED)
+
+
+def match_logs(path: str) -> list[str]:
+  """The log files of a file, a glob pattern or a directory, on any Beam filesystem, sorted."""
+  pattern = path if any(c in path for c in "*?[") or path.endswith(SUFFIXES) else path.rstrip("/") + "/*"
+  try:
+    metadata = FileSystems.match([pattern])[0].metadata_list
+  except BeamIOError as e:
+    raise DataContractError(f"{path}: cannot list input files: {e}") from None
+  files = sorted(m.path for m in metadata if m.path.endswith(SUFFIXES))
+  if not files:
+    raise DataContractError(f"{path}: no {'/'.join(SUFFIXES)} files match {pattern}")
+  return files
+
+
 def plan_reads(path: str, kind: LogKind) -> list[tuple[str, str, int]]:
   """(kind, file, row group or -1 for a whole CSV file): the read units, for parallel reads."""
   units = []
-  for file in log_files(path):
-    if file.name.endswith(".parquet"):
-      groups = parquet_file(file).num_row_groups
-      units += [(kind.value, str(file), g) for g in range(groups)] or [(kind.value, str(file), -1)]
+  for file in match_logs(path):
+    if file.endswith(".parquet"):
+      groups = parquet_file(file, open_with_beam).num_row_groups
+      units += [(kind.value, file, g) for g in range(groups)] or [(kind.value, file, -1)]
     else:
-      units.append((kind.value, str(file), -1))
+      units.append((kind.value, file, -1))
   return units
 
 
@@ -87,7 +107,8 @@ class ReadAndValidate(beam.DoFn):
     kind, file, row_group = LogKind(unit[0]), unit[1], unit[2]
     rows = 0
     try:
-      for table, source in raw_batches(file, self.batch_rows, None if row_group < 0 else row_group):
+      for table, source in raw_batches(file, self.batch_rows, None if row_group < 0 else row_group,
+                                       open_with_beam):
         rows += table.num_rows
         good, rejected = self._validate(table, kind, source)
         for letter in rejected:
@@ -191,7 +212,7 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
   for split in (TRAIN, EVAL):
     _ = examples[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
         os.path.join(cfg.output_dir, split, "part"), file_name_suffix=".tfrecord.gz",
-        compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+        compression_type=CompressionTypes.GZIP)
   _ = (rejected | "MergeRejected" >> beam.Flatten()
        | "WriteRejected" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "part"),
                                                 file_name_suffix=".jsonl"))
@@ -206,7 +227,6 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
   args = list(beam_args or [])
   if not any(a.startswith("--runner") for a in args):
     args = DEFAULT_OPTIONS + args
-  Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
   with beam.Pipeline(options=PipelineOptions(args)) as p:
     build_pipeline(p, cfg)
   result = p.result
@@ -216,7 +236,8 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
   summary = {"counters": counters, "outputs": output_patterns(cfg.output_dir),
              "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
              "config": dataclasses.asdict(cfg)}
-  Path(cfg.output_dir, "job_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  with FileSystems.create(FileSystems.join(cfg.output_dir, "job_summary.json")) as f:
+    f.write((json.dumps(summary, indent=2) + "\n").encode())
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])
   return summary

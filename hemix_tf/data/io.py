@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -36,54 +36,62 @@ def log_files(path: str | Path) -> list[Path]:
   return [path]
 
 
-def _csv_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Source]]:
-  delimiter = "\t" if ".tsv" in path.name else ","
-  opener = gzip.open if path.name.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    header = f.readline().rstrip("\r\n")
+def open_local(path: str, decompress: bool) -> BinaryIO:
+  """A binary file; `decompress` un-gzips `.gz` files (CSV), Parquet is opened as is."""
+  return gzip.open(path, "rb") if decompress and path.endswith(".gz") else open(path, "rb")
+
+
+Opener = Callable[[str, bool], BinaryIO]  # (path, decompress) -> binary file, e.g. Beam FileSystems
+
+
+def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[pa.Table, Source]]:
+  delimiter = "\t" if ".tsv" in path else ","
+  with opener(path, True) as f:
+    header = f.readline().decode("utf-8").rstrip("\r\n")
   if not header:
     raise DataContractError(f"{path}: empty file (no header line)")
   names = header.split(delimiter)
   convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
-  reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 22),
-                           parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-                           convert_options=convert)
   row = 0
-  try:
-    for batch in reader:
-      for start in range(0, batch.num_rows, batch_rows):
-        chunk = pa.Table.from_batches([batch.slice(start, batch_rows)])
-        yield chunk, Source(str(path), row, header_lines=1)
-        row += chunk.num_rows
-  except pa.ArrowInvalid as e:  # e.g. a row with the wrong number of fields
-    raise DataContractError(f"{path}: after row {row} (line {row + 2}): {e}") from None
+  with opener(path, True) as f:
+    reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 22),
+                             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                             convert_options=convert)
+    try:
+      for batch in reader:
+        for start in range(0, batch.num_rows, batch_rows):
+          chunk = pa.Table.from_batches([batch.slice(start, batch_rows)])
+          yield chunk, Source(path, row, header_lines=1)
+          row += chunk.num_rows
+    except pa.ArrowInvalid as e:  # e.g. a row with the wrong number of fields
+      raise DataContractError(f"{path}: after row {row} (line {row + 2}): {e}") from None
 
 
-def parquet_file(path: Path) -> pq.ParquetFile:
+def parquet_file(path: str, opener: Opener = open_local) -> pq.ParquetFile:
   try:
-    return pq.ParquetFile(path)
+    return pq.ParquetFile(opener(path, False))
   except (pa.ArrowInvalid, OSError) as e:
     raise DataContractError(f"{path}: not a readable Parquet file: {e}") from None
 
 
-def _parquet_batches(path: Path, batch_rows: int, row_group: int | None = None
+def _parquet_batches(path: str, batch_rows: int, row_group: int | None, opener: Opener
                      ) -> Iterator[tuple[pa.Table, Source]]:
-  pf = parquet_file(path)
+  pf = parquet_file(path, opener)
   groups = range(pf.num_row_groups) if row_group is None else [row_group]
   row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if len(groups) else 0
   for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(groups)):
-    yield pa.Table.from_batches([batch]), Source(str(path), row)
+    yield pa.Table.from_batches([batch]), Source(path, row)
     row += batch.num_rows
 
 
-def raw_batches(file: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS, row_group: int | None = None
-                ) -> Iterator[tuple[pa.Table, Source]]:
+def raw_batches(file: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS, row_group: int | None = None,
+                opener: Opener = open_local) -> Iterator[tuple[pa.Table, Source]]:
   """Unvalidated (table, source) batches of one file; Parquet can be limited to one row group."""
-  file = Path(file)
-  if file.name.endswith(".parquet"):
-    return _parquet_batches(file, batch_rows, row_group)
-  return _csv_batches(file, batch_rows)
+  file = str(file)
+  if file.endswith(".parquet"):
+    return _parquet_batches(file, batch_rows, row_group, opener)
+  return _csv_batches(file, batch_rows, opener)
 
 
 def iter_log(path: str | Path, kind: LogKind, config: FeatureConfig,
