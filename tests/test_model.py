@@ -54,6 +54,16 @@ def test_paper_small_token_budget_and_forward():
   assert model.tokens(random_features(FC, 2)).shape == (2, 60, 256)
 
 
+@pytest.mark.slow
+def test_paper_large_builds_and_runs_one_example():
+  config = preset("paper-large")
+  model = HeMix(FC, config)
+  out = model(random_features(FC, 1))
+  assert out["click"].shape == (1,)
+  dense = parameter_counts(model, FC)["dense_params"]
+  assert 1.4e9 < dense < 1.7e9  # Table 2: HeMix-Large 1,484M
+
+
 def test_ns_tokenizer_splits_the_last_layer():
   tok = NSTokenizer(5, 4, (8,))
   e = tf.random.normal([3, 7])
