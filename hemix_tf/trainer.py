@@ -1,6 +1,6 @@
 """Train a HeMix model on the sequence job's TFRecords, evaluate it, export a SavedModel.
 
-This is the training core that the TFX Trainer's run_fn will call; today `make demo` calls it directly.
+The TFX Trainer's `run_fn` (below) and the quick path of `make demo` both call `train_and_evaluate`.
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from hemix_tf.model.training import build_and_compile, with_labels
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-  train_pattern: str
-  eval_pattern: str
-  output_dir: str
+  train_pattern: str | list[str]
+  eval_pattern: str | list[str]
+  output_dir: str  # metrics.json and TensorBoard logs
+  saved_model_dir: str | None = None  # default: <output_dir>/saved_model
   feature_config: str = "synthetic-lbs"
   model_preset: str = "cpu-small"
   batch_size: int = 256  # the paper's
@@ -78,10 +79,21 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   model = build_and_compile(fc, model_config, cfg.learning_rate)
   print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size}", flush=True)
   model.fit(train, steps_per_epoch=cfg.train_steps, epochs=1, verbose=0,
-            callbacks=[ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps)])
+            callbacks=[ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps),
+                       keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, fc, 1024), tasks)
-  out = Path(cfg.output_dir)
-  saved_model = export_saved_model(model, fc, str(out / "saved_model"))
+  saved_model = export_saved_model(model, fc, cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
   result = {"metrics": metrics, "saved_model": saved_model, "config": dataclasses.asdict(cfg)}
-  (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+  tf.io.gfile.makedirs(cfg.output_dir)
+  with tf.io.gfile.GFile(str(Path(cfg.output_dir) / "metrics.json"), "w") as f:
+    f.write(json.dumps(result, indent=2) + "\n")
   return result
+
+
+def run_fn(fn_args) -> None:
+  """TFX Trainer entry point (generic trainer): `custom_config` carries the TrainerConfig fields."""
+  custom = dict(fn_args.custom_config or {})
+  train_and_evaluate(TrainerConfig(
+      train_pattern=fn_args.train_files, eval_pattern=fn_args.eval_files,
+      output_dir=fn_args.model_run_dir, saved_model_dir=fn_args.serving_model_dir,
+      train_steps=fn_args.train_steps, **custom))

@@ -1,0 +1,36 @@
+"""Custom TFX components of the hemix pipeline."""
+
+import os
+
+from tfx import v1 as tfx
+from tfx.utils import io_utils
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+SCHEMA_DIFF = "SchemaDiff.pb"  # what ExampleValidator writes per split
+
+
+def read_anomalies(uri: str) -> dict:
+  """{split: ["feature: description", ...]} of an ExampleAnomalies artifact directory."""
+  found = {}
+  for split_dir in sorted(tfx.dsl.io.fileio.listdir(uri)):
+    path = os.path.join(uri, split_dir, SCHEMA_DIFF)
+    if not tfx.dsl.io.fileio.exists(path):
+      continue
+    proto = anomalies_pb2.Anomalies()
+    proto.ParseFromString(io_utils.read_bytes_file(path))
+    messages = [f"{name}: {info.description or info.short_description}"
+                for name, info in sorted(proto.anomaly_info.items())]
+    if proto.HasField("dataset_anomaly_info"):
+      messages.append(f"<dataset>: {proto.dataset_anomaly_info.description}")
+    if messages:
+      found[split_dir.replace("Split-", "")] = messages
+  return found
+
+
+@tfx.dsl.components.component
+def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]):
+  """Fails the run when ExampleValidator found anomalies, so nothing is trained on bad data."""
+  found = read_anomalies(anomalies.uri)
+  if found:
+    lines = [f"  {split}: {m}" for split, messages in found.items() for m in messages]
+    raise RuntimeError("ExampleValidator found anomalies; the run stops before training:\n" + "\n".join(lines))

@@ -1,0 +1,131 @@
+"""The TFX pipeline: the sequence job's examples -> statistics, schema, validation -> Trainer (HeMix) ->
+Evaluator (TFMA, blessing) -> Pusher. Run locally with LocalDagRunner or compile for Kubeflow Pipelines V2.
+
+    ImportExampleGen(train/*, eval/*) ─> StatisticsGen ─> SchemaGen | ImportSchemaGen ─> ExampleValidator
+      ─> AnomaliesGate (an anomaly stops the run) ─> Trainer(run_fn = hemix_tf.trainer.run_fn)
+      ─> Evaluator(AUC >= min_auc, and no worse than the latest blessed model) ─> Pusher(if blessed)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipelines.components import AnomaliesGate
+
+MODULE_FILE = str(Path(__file__).resolve().parent / "module" / "hemix_trainer_module.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  examples_dir: str  # the sequence job's output: train/ and eval/ TFRecords
+  pipeline_root: str  # artifacts
+  serving_dir: str  # Pusher's destination
+  metadata_path: str  # SQLite ML Metadata (local runs)
+  pipeline_name: str = "hemix"
+  feature_config: str = "synthetic-lbs"
+  model_preset: str = "cpu-small"
+  train_steps: int = 400
+  batch_size: int = 256
+  learning_rate: float = 1e-3
+  schema_path: str | None = None  # a curated schema.pbtxt: ImportSchemaGen instead of SchemaGen
+  min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
+  max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
+  beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
+
+
+def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.EvalConfig:
+  auc_threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
+      change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                   absolute={"value": -cfg.max_auc_drop}))
+  metrics = [tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="BinaryCrossentropy"),
+             tfma.MetricConfig(class_name="MeanLabel"), tfma.MetricConfig(class_name="MeanPrediction"),
+             tfma.MetricConfig(class_name="Calibration")]
+  specs = [tfma.MetricsSpec(output_names=["click"], metrics=[
+      tfma.MetricConfig(class_name="AUC", threshold=auc_threshold), *metrics])]
+  specs += [tfma.MetricsSpec(output_names=[t], metrics=[tfma.MetricConfig(class_name="AUC"), *metrics])
+            for t in tasks if t != "click"]
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name="serving_default", label_keys={t: t for t in tasks})],
+      slicing_specs=[tfma.SlicingSpec()], metrics_specs=specs)
+
+
+def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+  example_gen = tfx.components.ImportExampleGen(
+      input_base=cfg.examples_dir,
+      input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="train", pattern="train/*"),
+                                           tfx.proto.Input.Split(name="eval", pattern="eval/*")]))
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  if cfg.schema_path:
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_path)
+  else:
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=False)
+  example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                      schema=schema_gen.outputs["schema"])
+  gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+  trainer = tfx.components.Trainer(
+      module_file=MODULE_FILE, examples=example_gen.outputs["examples"],
+      schema=schema_gen.outputs["schema"],
+      train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
+      custom_config={"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
+                     "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate})
+  trainer.add_upstream_node(gate)
+  latest_blessed = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+  ).with_id("latest_blessed_model_resolver")
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+      baseline_model=latest_blessed.outputs["model"], eval_config=eval_config(cfg))
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_dir)))
+  return tfx.dsl.Pipeline(
+      pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, example_validator, gate, trainer,
+                  latest_blessed, evaluator, pusher],
+      enable_cache=True, metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(cfg.beam_pipeline_args))
+
+
+def run_local(cfg: PipelineConfig) -> dict:
+  """Runs the pipeline with LocalDagRunner and a SQLite ML Metadata store; returns `run_summary`."""
+  os.makedirs(os.path.dirname(os.path.abspath(cfg.metadata_path)), exist_ok=True)
+  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+  tfx.orchestration.LocalDagRunner().run(create_pipeline(cfg, connection))
+  return run_summary(cfg)
+
+
+def run_summary(cfg: PipelineConfig) -> dict:
+  """The latest evaluation's overall metrics, its blessing, and the pushed model (from ML Metadata)."""
+  from ml_metadata.metadata_store import metadata_store
+  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+  store = metadata_store.MetadataStore(connection)
+
+  def latest(type_name: str):
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+  evaluation, blessing, pushed = latest("ModelEvaluation"), latest("ModelBlessing"), latest("PushedModel")
+  metrics = {}
+  if evaluation is not None:
+    for slice_metrics in tfma.load_metrics(evaluation.uri):
+      if slice_metrics.slice_key.single_slice_keys:
+        continue  # the overall slice only
+      for key in slice_metrics.metric_keys_and_values:
+        name = f"{key.key.output_name}/{key.key.name}".lstrip("/")
+        if key.key.model_name or key.key.is_diff:
+          continue
+        metrics[name] = key.value.double_value.value
+  blessed = bool(blessing and blessing.custom_properties["blessed"].int_value)
+  pushed_uri = None
+  if pushed is not None and pushed.custom_properties["pushed"].int_value:
+    pushed_uri = pushed.custom_properties["pushed_destination"].string_value
+  return {"metrics": metrics, "blessed": blessed, "pushed_model": pushed_uri}
