@@ -17,6 +17,7 @@ setup(
         "console_scripts": [
             "hemix-data=hemix_tf.data.cli:run",
             "hemix-sequence-job=pipelines.sequence_job_cli:run_cli",
+            "hemix-pipeline=pipelines.pipeline_cli:run",
         ]
     },
 )

@@ -1,8 +1,8 @@
 """`make demo`: the main job end to end on the embedded default data (the synthetic AMAP-like logs).
 
-Today: the synthetic raw logs, the Beam sequence job's point-in-time examples, and a cpu-small HeMix
-trained, evaluated (AUC / LogLoss next to the oracle AUC) and exported as a SavedModel. The TFX
-pipeline (Trainer, Evaluator, Pusher) replaces step 3 when it exists.
+1. the synthetic AMAP-like raw logs (hemix-data), 2. the Beam sequence job's point-in-time examples,
+3. the TFX pipeline on LocalDagRunner: statistics, schema, validation, HeMix training, TFMA evaluation
+and blessing, push of the SavedModel. Prints the eval AUC and the pushed SavedModel's path.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from absl import app, flags, logging
 
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
-from hemix_tf.trainer import TrainerConfig, train_and_evaluate
+from pipelines.pipeline import PipelineConfig, run_local
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
 FLAGS = flags.FLAGS
@@ -45,18 +45,20 @@ def main(argv):
   print(f"train examples: {summary['outputs']['train']}")
   print(f"eval examples:  {summary['outputs']['eval']}")
   print(f"job summary:    {examples / 'job_summary.json'}")
-  model_dir = run_dir / "model"
-  print(f"[3/3] training HeMix (cpu-small) on the train split, evaluating on the eval split")
-  result = train_and_evaluate(TrainerConfig(
-      train_pattern=summary["outputs"]["train"], eval_pattern=summary["outputs"]["eval"],
-      output_dir=str(model_dir), feature_config=manifest["feature_config"],
-      train_steps=FLAGS.train_steps))
-  click = result["metrics"]["click"]
-  print(f"eval AUC (click): {click['auc']:.4f}   LogLoss: {click['logloss']:.4f}   "
-        f"oracle AUC: {click.get('oracle_auc', float('nan')):.4f}   examples: {click['examples']}")
-  print(f"eval AUC (conversion): {result['metrics']['conversion']['auc']:.4f}")
-  print(f"SavedModel: {result['saved_model']}")
-  print(f"metrics:    {model_dir / 'metrics.json'}")
+  print("[3/3] TFX pipeline (LocalDagRunner): statistics, schema, validation, Trainer (HeMix cpu-small), "
+        "Evaluator, Pusher")
+  cfg = PipelineConfig(examples_dir=str(examples), pipeline_root=str(run_dir / "pipeline"),
+                       serving_dir=str(run_dir / "serving"), metadata_path=str(run_dir / "metadata.sqlite"),
+                       feature_config=manifest["feature_config"], train_steps=FLAGS.train_steps)
+  summary = run_local(cfg)
+  metrics = summary["metrics"]
+  print(f"eval AUC (click): {metrics.get('click/auc', float('nan')):.4f}   "
+        f"LogLoss: {metrics.get('click/binary_crossentropy', float('nan')):.4f}   "
+        f"examples: {int(metrics.get('click/example_count', 0))}")
+  print(f"eval AUC (conversion): {metrics.get('conversion/auc', float('nan')):.4f}")
+  print(f"blessed: {summary['blessed']}")
+  print(f"pushed SavedModel: {summary['pushed_model']}")
+  print(f"pipeline artifacts: {cfg.pipeline_root}   ML Metadata: {cfg.metadata_path}")
 
 
 if __name__ == "__main__":

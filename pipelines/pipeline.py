@@ -8,6 +8,7 @@ Evaluator (TFMA, blessing) -> Pusher. Run locally with LocalDagRunner or compile
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from tfx import v1 as tfx
 from pipelines.components import AnomaliesGate
 
 MODULE_FILE = str(Path(__file__).resolve().parent / "module" / "hemix_trainer_module.py")
+RUN_FN = "hemix_tf.trainer.run_fn"
+DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
+
+
+def code_version() -> str:
+  """A hash of the hemix_tf sources: part of the Trainer's config, so changed model code re-trains
+  (TFX's cache only fingerprints the one-line module file)."""
+  root = Path(__file__).resolve().parents[1] / "hemix_tf"
+  digest = hashlib.sha256()
+  for path in sorted(root.rglob("*.py")):
+    digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+  return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +67,10 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
       slicing_specs=[tfma.SlicingSpec()], metrics_specs=specs)
 
 
-def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
+                    packaged_module: bool = True) -> tfx.dsl.Pipeline:
+  """The pipeline. `packaged_module`: the Trainer gets the module file (TFX packages it, local runs);
+  otherwise the `run_fn` import path, installed in the pipeline image (Kubeflow)."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=cfg.examples_dir,
       input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="train", pattern="train/*"),
@@ -68,12 +84,14 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
   example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                       schema=schema_gen.outputs["schema"])
   gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+  entry = {"module_file": MODULE_FILE} if packaged_module else {"run_fn": RUN_FN}
   trainer = tfx.components.Trainer(
-      module_file=MODULE_FILE, examples=example_gen.outputs["examples"],
+      **entry, examples=example_gen.outputs["examples"],
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
       custom_config={"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
-                     "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate})
+                     "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                     "code_version": code_version()})
   trainer.add_upstream_node(gate)
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -101,6 +119,15 @@ def run_local(cfg: PipelineConfig) -> dict:
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(cfg, connection))
   return run_summary(cfg)
+
+
+def compile_kubeflow(cfg: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE) -> str:
+  """Writes the Kubeflow Pipelines V2 PipelineSpec JSON (no cluster needed)."""
+  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+      output_dir=os.path.dirname(os.path.abspath(output_file)), output_filename=os.path.basename(output_file))
+  runner.run(create_pipeline(cfg, packaged_module=False), write_out=True)
+  return output_file
 
 
 def run_summary(cfg: PipelineConfig) -> dict:
