@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.distribute import strategy_for
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
 from hemix_tf.model.training import build_and_compile, with_labels
@@ -33,18 +35,22 @@ class TrainerConfig:
   learning_rate: float = 1e-3
   shuffle_buffer: int = 20_000
   seed: int = 0
+  distribution: str = "auto"  # hemix_tf.distribute.strategy_for
+  checkpoint_steps: int = 100  # BackupAndRestore saves every this many steps
+  backup_dir: str | None = None  # stable across restarts of the same run: a killed run resumes from it
 
 
 class ProgressLogger(keras.callbacks.Callback):
-  """One line per `every` steps: long runs show progress without Keras' per-step bars."""
+  """One line per `every` optimizer steps: long runs show progress without Keras' per-step bars."""
 
-  def __init__(self, every: int, total: int):
+  def __init__(self, every: int):
     super().__init__()
-    self.every, self.total = every, total
+    self.every = every
 
   def on_train_batch_end(self, batch, logs=None):
-    if (batch + 1) % self.every == 0 or batch + 1 == self.total:
-      print(f"  step {batch + 1}/{self.total}  loss {logs['loss']:.4f}", flush=True)
+    step = int(self.model.optimizer.iterations.numpy())
+    if step % self.every == 0:
+      print(f"  step {step}  loss {logs['loss']:.4f}", flush=True)
 
 
 def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...]) -> dict:
@@ -69,18 +75,32 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...]) -> dict:
   return metrics
 
 
+def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> keras.callbacks.History:
+  """`train_steps` steps in epochs of `checkpoint_steps` (a divisor of train_steps), with
+  BackupAndRestore when `backup_dir` is set: a killed run restarted with the same backup_dir resumes
+  after its last completed epoch and ends at exactly `train_steps` steps."""
+  steps = math.gcd(cfg.train_steps, cfg.checkpoint_steps)
+  callbacks = list(callbacks)
+  if cfg.backup_dir:
+    callbacks.append(keras.callbacks.BackupAndRestore(cfg.backup_dir))
+  return model.fit(train, steps_per_epoch=steps, epochs=cfg.train_steps // steps, verbose=0,
+                   callbacks=callbacks)
+
+
 def train_and_evaluate(cfg: TrainerConfig) -> dict:
   keras.utils.set_random_seed(cfg.seed)
   fc = load_feature_config(cfg.feature_config)
   model_config = preset(cfg.model_preset)
   tasks = model_config.tasks
+  strategy = strategy_for(cfg.distribution)
   train = make_dataset(cfg.train_pattern, fc, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
                        repeat=True, seed=cfg.seed).map(lambda f: with_labels(f, tasks))
-  model = build_and_compile(fc, model_config, cfg.learning_rate)
-  print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size}", flush=True)
-  model.fit(train, steps_per_epoch=cfg.train_steps, epochs=1, verbose=0,
-            callbacks=[ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps),
-                       keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
+  with strategy.scope():
+    model = build_and_compile(fc, model_config, cfg.learning_rate)
+  print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
+        f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+  fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
+                          keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, fc, 1024), tasks)
   saved_model = export_saved_model(model, fc, cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
   result = {"metrics": metrics, "saved_model": saved_model, "config": dataclasses.asdict(cfg)}

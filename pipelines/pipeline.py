@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -85,13 +86,18 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
                                                       schema=schema_gen.outputs["schema"])
   gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
   entry = {"module_file": MODULE_FILE} if packaged_module else {"run_fn": RUN_FN}
+  hparams = {"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
+             "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
+  run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, "code": code_version()},
+                                      sort_keys=True).encode()).hexdigest()[:16]
   trainer = tfx.components.Trainer(
       **entry, examples=example_gen.outputs["examples"],
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
-      custom_config={"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
-                     "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                     "code_version": code_version()})
+      # code_version re-trains on changed model code; backup_dir is the same for every attempt of the
+      # same training, so a killed Trainer resumes there (BackupAndRestore).
+      custom_config={**hparams, "code_version": code_version(),
+                     "backup_dir": os.path.join(cfg.pipeline_root, "trainer_backup", run_key)})
   trainer.add_upstream_node(gate)
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

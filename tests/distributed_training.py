@@ -1,0 +1,68 @@
+"""Helper process for the distribution and resume tests: trains cpu-small on a fixed in-memory sample.
+
+  python tests/distributed_training.py --mode=single|mirrored|multi_worker --out=result.json
+  [--backup_dir=D] [--kill_at_step=K]   (K: the process dies with exit code 3 after step K)
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--mode", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--backup_dir")
+  parser.add_argument("--kill_at_step", type=int, default=0)
+  parser.add_argument("--steps", type=int, default=24)
+  args = parser.parse_args()
+  if args.mode == "mirrored":  # two logical CPU devices, as two GPUs would be
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+  import dataclasses
+  import tf_keras as keras
+  from model_inputs import random_features
+  from hemix_tf.data.feature_config import load_feature_config
+  from hemix_tf.distribute import strategy_for
+  from hemix_tf.model.config import preset
+  from hemix_tf.model.training import build_and_compile, with_labels
+  from hemix_tf.trainer import TrainerConfig, fit
+
+  fc = load_feature_config("synthetic-lbs")
+  config = dataclasses.replace(preset("cpu-small"), tasks=("click",))
+  keras.utils.set_random_seed(0)
+  strategy = strategy_for({"single": "none"}.get(args.mode, args.mode))
+  features = random_features(fc, 512, seed=0, max_lengths={"global": 16, "realtime": 4})
+  data = tf.data.Dataset.from_tensor_slices(features).batch(64, drop_remainder=True).repeat()
+  data = data.map(lambda f: with_labels(f, config.tasks))
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  data = data.with_options(options)
+  with strategy.scope():
+    model = build_and_compile(fc, config, learning_rate=1e-3)
+
+  class Kill(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if args.kill_at_step and int(self.model.optimizer.iterations.numpy()) >= args.kill_at_step:
+        os._exit(3)  # a crash: no cleanup, no final checkpoint
+
+  cfg = TrainerConfig(train_pattern="-", eval_pattern="-", output_dir="-", train_steps=args.steps,
+                      checkpoint_steps=8, backup_dir=args.backup_dir)
+  history = fit(model, data, cfg, [Kill()])
+  result = {"replicas": strategy.num_replicas_in_sync, "steps": int(model.optimizer.iterations.numpy()),
+            "epochs_run": len(history.history["loss"]), "final_loss": float(history.history["loss"][-1])}
+  task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+  if task.get("index", 0) == 0:
+    with open(args.out, "w") as f:
+      json.dump(result, f)
+
+
+if __name__ == "__main__":
+  main()

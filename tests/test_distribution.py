@@ -1,0 +1,66 @@
+"""MirroredStrategy over 2 logical CPUs and a 2-process MultiWorkerMirroredStrategy match single-device
+training; a killed training resumes from BackupAndRestore and ends at the same step count."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import portpicker
+import pytest
+
+HELPER = str(Path(__file__).with_name("distributed_training.py"))
+
+
+def train(tmp_path, name, *args, env=None):
+  out = tmp_path / f"{name}.json"
+  proc = subprocess.run([sys.executable, HELPER, f"--out={out}", *args], capture_output=True, text=True,
+                        env={**os.environ, **(env or {})}, timeout=600)
+  return proc, out
+
+
+def result(proc, out):
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("single")
+  return result(*train(tmp, "single", "--mode=single"))
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path, single):
+  mirrored = result(*train(tmp_path, "mirrored", "--mode=mirrored"))
+  assert mirrored["replicas"] == 2 and single["replicas"] == 1
+  assert mirrored["steps"] == single["steps"] == 24
+  assert mirrored["final_loss"] == pytest.approx(single["final_loss"], rel=0.02)
+
+
+@pytest.mark.slow
+def test_two_process_multi_worker_matches_single_device(tmp_path, single):
+  ports = [portpicker.pick_unused_port() for _ in range(2)]
+  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+  out = tmp_path / "multi.json"
+  procs = [subprocess.Popen([sys.executable, HELPER, "--mode=multi_worker", f"--out={out}"],
+                            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                                        "task": {"type": "worker", "index": i}})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+  multi = json.loads(out.read_text())
+  assert multi["replicas"] == 2 and multi["steps"] == single["steps"]
+  assert multi["final_loss"] == pytest.approx(single["final_loss"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_and_finishes_the_same_steps(tmp_path, single):
+  backup = tmp_path / "backup"
+  proc, _ = train(tmp_path, "killed", "--mode=single", f"--backup_dir={backup}", "--kill_at_step=13")
+  assert proc.returncode == 3 and any(backup.iterdir())  # died after step 13, a checkpoint at step 8
+  resumed = result(*train(tmp_path, "resumed", "--mode=single", f"--backup_dir={backup}"))
+  assert resumed["steps"] == 24  # the same total, not 24 more
+  assert resumed["epochs_run"] == 2  # epochs 2 and 3 of 8 steps: epoch 1 came from the backup
+  assert resumed["final_loss"] == pytest.approx(single["final_loss"], rel=0.02)
