@@ -17,6 +17,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.distribute import strategy_for
+from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
 from hemix_tf.model.training import build_and_compile, with_labels
@@ -103,6 +104,11 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, fc, 1024), tasks)
   saved_model = export_saved_model(model, fc, cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
+  record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),
+            "code_version": code_version(), "feature_config": fc.name}
+  tf.io.gfile.makedirs(f"{saved_model}/assets.extra")
+  with tf.io.gfile.GFile(f"{saved_model}/assets.extra/hemix_training.json", "w") as f:
+    f.write(json.dumps(record, indent=2, default=str) + "\n")  # what trained this model
   result = {"metrics": metrics, "saved_model": saved_model, "config": dataclasses.asdict(cfg)}
   tf.io.gfile.makedirs(cfg.output_dir)
   with tf.io.gfile.GFile(str(Path(cfg.output_dir) / "metrics.json"), "w") as f:

@@ -16,21 +16,12 @@ from pathlib import Path
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
 
 MODULE_FILE = str(Path(__file__).resolve().parent / "module" / "hemix_trainer_module.py")
 RUN_FN = "hemix_tf.trainer.run_fn"
 DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
-
-
-def code_version() -> str:
-  """A hash of the hemix_tf sources: part of the Trainer's config, so changed model code re-trains
-  (TFX's cache only fingerprints the one-line module file)."""
-  root = Path(__file__).resolve().parents[1] / "hemix_tf"
-  digest = hashlib.sha256()
-  for path in sorted(root.rglob("*.py")):
-    digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
-  return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,15 +2,20 @@
 
   hemix-pipeline --examples_dir=runs/demo/examples --run_dir=runs/pipeline
   hemix-pipeline --examples_dir=gs://B/examples --run_dir=gs://B/hemix --kubeflow_output=hemix.json
+  hemix-pipeline --config=my_run.yaml --train_steps=2000     # YAML of PipelineConfig fields; flags win
 """
+import dataclasses
 import json
 import os
+
+import yaml
 
 from absl import app, flags
 
 from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, run_local
 
 FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "YAML file of PipelineConfig fields (flags given override it).")
 flags.DEFINE_string("examples_dir", None, "The sequence job's output (train/, eval/).")
 flags.DEFINE_string("run_dir", "runs/pipeline", "Pipeline root, ML Metadata and serving directory.")
 flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the examples.")
@@ -22,13 +27,25 @@ flags.DEFINE_string("kubeflow_output", None, "Compile for Kubeflow V2 into this 
 flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of the Kubeflow components.")
 
 
+FLAG_FIELDS = ("examples_dir", "feature_config", "model_preset", "train_steps", "min_auc", "schema_path")
+
+
 def config_from_flags() -> PipelineConfig:
-  return PipelineConfig(
-      examples_dir=FLAGS.examples_dir, pipeline_root=os.path.join(FLAGS.run_dir, "root"),
-      serving_dir=os.path.join(FLAGS.run_dir, "serving"),
-      metadata_path=os.path.join(FLAGS.run_dir, "metadata.sqlite"), feature_config=FLAGS.feature_config,
-      model_preset=FLAGS.model_preset, train_steps=FLAGS.train_steps, min_auc=FLAGS.min_auc,
-      schema_path=FLAGS.schema_path)
+  """Defaults < the --config YAML < flags given on the command line."""
+  values = {"pipeline_root": os.path.join(FLAGS.run_dir, "root"),
+            "serving_dir": os.path.join(FLAGS.run_dir, "serving"),
+            "metadata_path": os.path.join(FLAGS.run_dir, "metadata.sqlite")}
+  values.update({name: FLAGS[name].value for name in FLAG_FIELDS})
+  if FLAGS.config:
+    with open(FLAGS.config) as f:
+      from_file = yaml.safe_load(f) or {}
+    unknown = set(from_file) - {f.name for f in dataclasses.fields(PipelineConfig)}
+    if unknown:
+      raise app.UsageError(f"{FLAGS.config}: unknown PipelineConfig fields {sorted(unknown)}")
+    values.update({k: v for k, v in from_file.items() if not (k in FLAG_FIELDS and FLAGS[k].present)})
+  if not values.get("examples_dir"):
+    raise app.UsageError("give --examples_dir (or examples_dir in --config)")
+  return PipelineConfig(**values)
 
 
 def main(argv):
@@ -41,7 +58,6 @@ def main(argv):
 
 
 def run():
-  flags.mark_flag_as_required("examples_dir")
   app.run(main)
 
 
