@@ -16,6 +16,7 @@ from pathlib import Path
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from hemix_tf.data.examples import USER_ACTIVITY
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
 
@@ -56,7 +57,8 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
             for t in tasks if t != "click"]
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name="serving_default", label_keys={t: t for t in tasks})],
-      slicing_specs=[tfma.SlicingSpec()], metrics_specs=specs)
+      slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[USER_ACTIVITY])],
+      metrics_specs=specs)
 
 
 def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
@@ -128,7 +130,8 @@ def compile_kubeflow(cfg: PipelineConfig, output_file: str, image: str = DEFAULT
 
 
 def run_summary(cfg: PipelineConfig) -> dict:
-  """The latest evaluation's overall metrics, its blessing, and the pushed model (from ML Metadata)."""
+  """The latest evaluation's overall and per-slice metrics, its blessing, and the pushed model
+  (from ML Metadata)."""
   from ml_metadata.metadata_store import metadata_store
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
   store = metadata_store.MetadataStore(connection)
@@ -138,18 +141,18 @@ def run_summary(cfg: PipelineConfig) -> dict:
     return max(artifacts, key=lambda a: a.id) if artifacts else None
 
   evaluation, blessing, pushed = latest("ModelEvaluation"), latest("ModelBlessing"), latest("PushedModel")
-  metrics = {}
+  metrics, slices = {}, {}
   if evaluation is not None:
     for slice_metrics in tfma.load_metrics(evaluation.uri):
-      if slice_metrics.slice_key.single_slice_keys:
-        continue  # the overall slice only
+      keys = slice_metrics.slice_key.single_slice_keys
+      target = metrics if not keys else slices.setdefault(
+          ",".join(f"{k.column}={k.int64_value or k.bytes_value.decode() or k.float_value}" for k in keys), {})
       for key in slice_metrics.metric_keys_and_values:
-        name = f"{key.key.output_name}/{key.key.name}".lstrip("/")
         if key.key.model_name or key.key.is_diff:
-          continue
-        metrics[name] = key.value.double_value.value
+          continue  # the baseline's and the difference's metrics
+        target[f"{key.key.output_name}/{key.key.name}".lstrip("/")] = key.value.double_value.value
   blessed = bool(blessing and blessing.custom_properties["blessed"].int_value)
   pushed_uri = None
   if pushed is not None and pushed.custom_properties["pushed"].int_value:
     pushed_uri = pushed.custom_properties["pushed_destination"].string_value
-  return {"metrics": metrics, "blessed": blessed, "pushed_model": pushed_uri}
+  return {"metrics": metrics, "slices": slices, "blessed": blessed, "pushed_model": pushed_uri}

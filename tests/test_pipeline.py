@@ -47,6 +47,9 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   eval_examples = json.loads((examples_dir / "job_summary.json").read_text())["counters"]["eval_examples"]
   assert first["metrics"]["click/example_count"] == eval_examples
   assert 0.0 < first["metrics"]["click/auc"] < 1.0
+  by_activity = {k: v for k, v in first["slices"].items() if k.startswith("user_activity_bucket=")}
+  assert len(by_activity) > 1  # sliced by user activity
+  assert sum(v["click/example_count"] for v in by_activity.values()) == eval_examples
   loaded = tf.saved_model.load(first["pushed_model"])
   records = list(tf.data.TFRecordDataset(tf.io.gfile.glob(str(examples_dir / "eval" / "*")),
                                          compression_type="GZIP").take(4))

@@ -120,6 +120,7 @@ def test_edge_cases(tmp_path):
                    "global_length": 3, "realtime_length": 2}}))
   summary, written = assert_parity(raw, tmp_path / "out", str(config_path))
   r1, r2 = written["r1"], written["r2"]
+  assert (r1["user_activity_bucket"], r2["user_activity_bucket"]) == (2, 0)  # floor(log2(1 + 5)), no history
   assert r1["realtime_item_id"] == [12, 11] and r1["realtime_time_gap"] == [3600, 3600]
   assert r1["global_item_id"] == [10, 18, 17]  # truncated to the 3 most recent
   assert r1["global_tag"] == [b"x", b"r", b"q"]

@@ -3,7 +3,9 @@
 Features of an example (names from the feature config):
   request_id, user_id, item_id, timestamp, click, conversion, the U / I / C features, passthrough;
   for each sequence s in (global, realtime) one list per event field, most recent first:
-    s_item_id, s_behavior, s_<side info>..., s_time_gap (impression timestamp - event timestamp, s).
+    s_item_id, s_behavior, s_<side info>..., s_time_gap (impression timestamp - event timestamp, s);
+  user_activity_bucket = floor(log2(1 + number of events before the impression's day)), before
+    truncation: the evaluation slices by it (not a model input).
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ from hemix_tf.data.sequences import Ranges, reversed_rows
 
 SEQUENCES = ("global", "realtime")
 TIME_GAP = "time_gap"
+USER_ACTIVITY = "user_activity_bucket"
+
+
+def activity_bucket(global_events: np.ndarray) -> np.ndarray:
+  return np.floor(np.log2(1 + global_events)).astype(np.int64)
 
 
 def sequence_fields(config: FeatureConfig) -> list[str]:
@@ -49,6 +56,7 @@ def parse_spec(config: FeatureConfig) -> dict:
     spec[field.name] = (tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
                         if pa.types.is_list(field.type)
                         else tf.io.FixedLenFeature([], dtype, default_value=_DEFAULTS[dtype]))
+  spec[USER_ACTIVITY] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
   events = contract_schema(LogKind.EVENTS, config)
   for s in SEQUENCES:
     for name in sequence_fields(config):
@@ -75,6 +83,7 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
                   config: FeatureConfig) -> pa.RecordBatch:
   """An Arrow batch (all list columns) that tfx-bsl encodes to tf.Examples, one row per impression."""
   columns = {name: _as_list(impressions[name].combine_chunks()) for name in impressions.column_names}
+  columns[USER_ACTIVITY] = _as_list(pa.array(activity_bucket(ranges.global_available)))
   imp_ts = impressions[TIMESTAMP].to_numpy()
   for s, (start, end) in zip(SEQUENCES, ((ranges.global_start, ranges.global_end),
                                          (ranges.realtime_start, ranges.realtime_end))):

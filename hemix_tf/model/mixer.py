@@ -68,9 +68,10 @@ class HeteroMixing(keras.layers.Layer):
   def build(self, input_shape):
     n, d_t = input_shape[1], input_shape[2]
     width = n * d_t // self.heads
-    init = sliced_glorot(self.heads)
-    self.w_l = self.add_weight(name="w_l", shape=[self.heads, width, self.rank], initializer=init)
-    self.w_r = self.add_weight(name="w_r", shape=[self.heads, self.rank, width], initializer=init)
+    self.w_l = self.add_weight(name="w_l", shape=[self.heads, width, self.rank],
+                               initializer=sliced_glorot(self.heads))
+    self.w_r = self.add_weight(name="w_r", shape=[self.heads, self.rank, width],
+                               initializer=sliced_glorot(self.heads))
     super().build(input_shape)
 
   def call(self, tokens: tf.Tensor) -> tf.Tensor:
