@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
+from hemix_tf.data.schemas import schema_path
 from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, run_local
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
@@ -70,9 +71,8 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   assert not strict["blessed"] and strict["pushed_model"] is None
   assert tf.io.gfile.listdir(cfg.serving_dir) == pushed_before
 
-  # A curated schema the data violates: the run stops before training.
-  schema_dir = [d for d in tf.io.gfile.glob(str(tmp_path / "root" / "SchemaGen" / "schema" / "*"))][0]
-  schema = text_format.Parse(tf.io.gfile.GFile(schema_dir + "/schema.pbtxt").read(), schema_pb2.Schema())
+  # The curated schema (ImportSchemaGen) with a domain the data violates: the run stops before training.
+  schema = text_format.Parse(schema_path("synthetic-lbs", "examples").read_text(), schema_pb2.Schema())
   click = next(f for f in schema.feature if f.name == "click")
   click.int_domain.min, click.int_domain.max = 0, 0  # every click = 1 is now an anomaly
   (tmp_path / "curated.pbtxt").write_text(text_format.MessageToString(schema))

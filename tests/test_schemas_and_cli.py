@@ -12,15 +12,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from hemix_tf.data.contract import LogKind
 from hemix_tf.data.feature_config import PACKAGED, load_feature_config
-from hemix_tf.data.schemas import raw_log_schema, render, schema_path
+from hemix_tf.data.schemas import all_schemas, render, schema_path
 
 
 @pytest.mark.parametrize("name", PACKAGED)
-@pytest.mark.parametrize("kind", list(LogKind))
-def test_checked_in_schemas_are_current(name, kind):
-  path = schema_path(name, kind)
-  assert path.read_text() == render(raw_log_schema(kind, load_feature_config(name))), \
-      f"{path} is stale: run `python -m hemix_tf.data.schemas`"
+def test_checked_in_schemas_are_current(name):
+  for stem, schema in all_schemas(load_feature_config(name)).items():
+    path = schema_path(name, stem)
+    assert path.read_text() == render(schema), f"{path} is stale: run `python -m hemix_tf.data.schemas`"
 
 
 def _anomalies(table, name, kind):

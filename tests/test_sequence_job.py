@@ -164,3 +164,22 @@ def test_make_dataset_reads_the_examples(tmp_path):
   lengths = batch["global_item_id"].row_lengths().numpy()
   assert lengths.max() <= config.sequence.global_length and lengths.mean() > 50
   assert np.all(batch["realtime_time_gap"].flat_values.numpy() > 0)
+
+
+def test_examples_satisfy_the_curated_schema(tmp_path):
+  """The checked-in schemas/<config>/examples.pbtxt (ImportSchemaGen's) accepts the job's examples
+  and flags a violated domain."""
+  import tensorflow_data_validation as tfdv
+  from google.protobuf import text_format
+  from tensorflow_metadata.proto.v0 import schema_pb2
+  from hemix_tf.data.schemas import schema_path
+  build("synthetic", str(tmp_path / "raw"), num_impressions=800)
+  summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  stats = tfdv.generate_statistics_from_tfrecord(
+      summary["outputs"]["train"], stats_options=tfdv.StatsOptions(),
+      pipeline_options=__import__("apache_beam").options.pipeline_options.PipelineOptions(IN_MEMORY))
+  schema = text_format.Parse(schema_path("synthetic-lbs", "examples").read_text(), schema_pb2.Schema())
+  assert dict(tfdv.validate_statistics(stats, schema).anomaly_info) == {}
+  tight = next(f for f in schema.feature if f.name == "global_item_id")
+  tight.value_count.max = 3  # sequences are longer than that
+  assert "global_item_id" in dict(tfdv.validate_statistics(stats, schema).anomaly_info)

@@ -1,8 +1,10 @@
-"""TFMD schemas of the raw-log contract, generated from a feature config.
+"""TFMD schemas generated from a feature config: of the raw logs, and of the training examples.
 
-`schemas/<config>/{impressions,events}.pbtxt` are these protos, checked in and kept in sync by a test;
-regenerate them with `python -m hemix_tf.data.schemas`. TFDV validates log statistics against them
-(contract columns always present and single-valued, label / timestamp / behaviour domains).
+`schemas/<config>/{impressions,events}.pbtxt` (raw-log contract) and `schemas/<config>/examples.pbtxt`
+(the sequence job's tf.Examples: the curated schema the pipeline's ImportSchemaGen takes) are these
+protos, checked in and kept in sync by a test; regenerate them with `python -m hemix_tf.data.schemas`.
+They state types, presence, value counts (sequences at most L_G / L_R) and the label, timestamp and
+behaviour domains.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from hemix_tf.data.contract import LogKind, contract_schema
+from hemix_tf.data.examples import SEQUENCES, TIME_GAP, USER_ACTIVITY, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import BEHAVIOR, LABELS, PACKAGED, TIMESTAMP, FeatureConfig, load_feature_config
 
 SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "schemas"
@@ -51,8 +54,36 @@ def raw_log_schema(kind: LogKind, config: FeatureConfig) -> schema_pb2.Schema:
   return schema
 
 
-def schema_path(config_name: str, kind: LogKind, root: Path = SCHEMA_ROOT) -> Path:
-  return root / config_name / f"{kind.value}.pbtxt"
+def example_schema(config: FeatureConfig) -> schema_pb2.Schema:
+  """The training example's schema: the impression columns, the activity bucket, the sequences."""
+  schema = raw_log_schema(LogKind.IMPRESSIONS, config)
+  activity = schema.feature.add(name=USER_ACTIVITY, type=schema_pb2.INT)
+  activity.presence.min_fraction, activity.presence.min_count = 1.0, 1
+  activity.value_count.min = activity.value_count.max = 1
+  activity.int_domain.min = 0
+  events = contract_schema(LogKind.EVENTS, config)
+  lengths = {"global": config.sequence.global_length, "realtime": config.sequence.realtime_length}
+  for s in SEQUENCES:
+    for name in sequence_fields(config):
+      feature = schema.feature.add(name=sequence_feature(s, name), type=schema_pb2.INT if name == TIME_GAP
+                                   else _tfmd_type(events.field(name).type))
+      feature.presence.min_fraction, feature.presence.min_count = 1.0, 1  # present, possibly empty
+      feature.value_count.max = lengths[s]
+      if name == TIME_GAP:
+        feature.int_domain.min = 1  # strictly before the impression
+      elif name == BEHAVIOR:
+        feature.string_domain.name = BEHAVIOR
+        feature.string_domain.value.extend(config.sequence.behaviors)
+  return schema
+
+
+def schema_path(config_name: str, kind: LogKind | str, root: Path = SCHEMA_ROOT) -> Path:
+  return root / config_name / f"{getattr(kind, 'value', kind)}.pbtxt"
+
+
+def all_schemas(config: FeatureConfig) -> dict[str, schema_pb2.Schema]:
+  """{file stem: schema} of one config: the two raw logs and the examples."""
+  return {**{kind.value: raw_log_schema(kind, config) for kind in LogKind}, "examples": example_schema(config)}
 
 
 def render(schema: schema_pb2.Schema) -> str:
@@ -62,11 +93,10 @@ def render(schema: schema_pb2.Schema) -> str:
 
 def main(root: Path = SCHEMA_ROOT) -> None:
   for name in PACKAGED:
-    config = load_feature_config(name)
-    for kind in LogKind:
-      path = schema_path(name, kind, root)
+    for stem, schema in all_schemas(load_feature_config(name)).items():
+      path = schema_path(name, stem, root)
       path.parent.mkdir(parents=True, exist_ok=True)
-      path.write_text(render(raw_log_schema(kind, config)))
+      path.write_text(render(schema))
       print(f"wrote {path}", file=sys.stderr)
 
 
