@@ -129,6 +129,11 @@ def compile_kubeflow(cfg: PipelineConfig, output_file: str, image: str = DEFAULT
   return output_file
 
 
+def _slice_value(key) -> str:
+  value = getattr(key, key.WhichOneof("kind"))
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def run_summary(cfg: PipelineConfig) -> dict:
   """The latest evaluation's overall and per-slice metrics, its blessing, and the pushed model
   (from ML Metadata)."""
@@ -146,7 +151,7 @@ def run_summary(cfg: PipelineConfig) -> dict:
     for slice_metrics in tfma.load_metrics(evaluation.uri):
       keys = slice_metrics.slice_key.single_slice_keys
       target = metrics if not keys else slices.setdefault(
-          ",".join(f"{k.column}={k.int64_value or k.bytes_value.decode() or k.float_value}" for k in keys), {})
+          ",".join(f"{k.column}={_slice_value(k)}" for k in keys), {})
       for key in slice_metrics.metric_keys_and_values:
         if key.key.model_name or key.key.is_diff:
           continue  # the baseline's and the difference's metrics
