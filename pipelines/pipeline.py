@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from hemix_tf.data.examples import USER_ACTIVITY
@@ -51,8 +52,10 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
   metrics = [tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="BinaryCrossentropy"),
              tfma.MetricConfig(class_name="MeanLabel"), tfma.MetricConfig(class_name="MeanPrediction"),
              tfma.MetricConfig(class_name="Calibration")]
+  # The blessing threshold applies to the overall slice only; the activity slices are reported.
+  overall_only = [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]
   specs = [tfma.MetricsSpec(output_names=["click"], metrics=[
-      tfma.MetricConfig(class_name="AUC", threshold=auc_threshold), *metrics])]
+      tfma.MetricConfig(class_name="AUC", per_slice_thresholds=overall_only), *metrics])]
   specs += [tfma.MetricsSpec(output_names=[t], metrics=[tfma.MetricConfig(class_name="AUC"), *metrics])
             for t in tasks if t != "click"]
   return tfma.EvalConfig(
