@@ -156,8 +156,8 @@ def run_summary(cfg: PipelineConfig) -> dict:
       target = metrics if not keys else slices.setdefault(
           ",".join(f"{k.column}={_slice_value(k)}" for k in keys), {})
       for key in slice_metrics.metric_keys_and_values:
-        if key.key.model_name or key.key.is_diff:
-          continue  # the baseline's and the difference's metrics
+        if key.key.model_name not in ("", "candidate") or key.key.is_diff:
+          continue  # the baseline's metrics and the differences (when a blessed baseline exists)
         target[f"{key.key.output_name}/{key.key.name}".lstrip("/")] = key.value.double_value.value
   blessed = bool(blessing and blessing.custom_properties["blessed"].int_value)
   pushed_uri = None

@@ -61,10 +61,11 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   # The same run again: every component up to the Trainer comes from the cache (the Evaluator runs
   # again: its baseline, the latest blessed model, is now the first run's).
   n_before = len(_executions(cfg))
-  run_local(cfg)
+  second = run_local(cfg)
   cached = [e for e in _executions(cfg)[n_before:]
             if e.last_known_state == metadata_store_pb2.Execution.CACHED]
   assert len(cached) >= 5
+  assert second["metrics"]["click/auc"] == pytest.approx(first["metrics"]["click/auc"])  # vs a baseline
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.
   pushed_before = tf.io.gfile.listdir(cfg.serving_dir)
