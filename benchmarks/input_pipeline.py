@@ -8,7 +8,6 @@ import json
 import os
 import time
 
-import tensorflow as tf
 from absl import app, flags
 
 from hemix_tf.data.examples import make_dataset
