@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from hemix_tf import cli_flags
 
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from pipelines.pipeline import PipelineConfig, run_local
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("run_dir", "runs/demo", "Where the demo writes everything.")
-# --num_impressions (default 100,000) and --seed come from hemix_tf.data.cli.
-flags.DEFINE_integer("train_steps", 400, "Training steps of 256 examples.")
+FLAGS = flags.FlagValues()  # the demo's own flags
+flags.DEFINE_string("run_dir", "runs/demo", "Where the demo writes everything.", flag_values=FLAGS)
+flags.DEFINE_integer("num_impressions", 100_000, "Synthetic impressions to generate.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of the synthetic data.", flag_values=FLAGS)
+flags.DEFINE_integer("train_steps", 400, "Training steps of 256 examples.", flag_values=FLAGS)
 
 
 def main(argv):
@@ -65,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_flags.run(main, FLAGS)

@@ -12,19 +12,25 @@ import yaml
 
 from absl import app, flags
 
+from hemix_tf import cli_flags
+
 from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, run_local
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "YAML file of PipelineConfig fields (flags given override it).")
-flags.DEFINE_string("examples_dir", None, "The sequence job's output (train/, eval/).")
-flags.DEFINE_string("run_dir", "runs/pipeline", "Pipeline root, ML Metadata and serving directory.")
-flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the examples.")
-flags.DEFINE_string("model_preset", "cpu-small", "HeMix preset.")
-flags.DEFINE_integer("train_steps", 400, "Training steps.")
-flags.DEFINE_float("min_auc", 0.55, "Blessing: minimum eval AUC of the click task.")
-flags.DEFINE_string("schema_path", None, "Curated schema.pbtxt (ImportSchemaGen) instead of SchemaGen.")
-flags.DEFINE_string("kubeflow_output", None, "Compile for Kubeflow V2 into this JSON instead of running.")
-flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of the Kubeflow components.")
+FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
+flags.DEFINE_string("config", None, "YAML file of PipelineConfig fields (flags given override it).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("examples_dir", None, "The sequence job's output (train/, eval/).", flag_values=FLAGS)
+flags.DEFINE_string("run_dir", "runs/pipeline", "Pipeline root, ML Metadata and serving directory.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the examples.", flag_values=FLAGS)
+flags.DEFINE_string("model_preset", "cpu-small", "HeMix preset.", flag_values=FLAGS)
+flags.DEFINE_integer("train_steps", 400, "Training steps.", flag_values=FLAGS)
+flags.DEFINE_float("min_auc", 0.55, "Blessing: minimum eval AUC of the click task.", flag_values=FLAGS)
+flags.DEFINE_string("schema_path", None, "Curated schema.pbtxt (ImportSchemaGen) instead of SchemaGen.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("kubeflow_output", None, "Compile for Kubeflow V2 into this JSON instead of running.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of the Kubeflow components.", flag_values=FLAGS)
 
 
 FLAG_FIELDS = ("examples_dir", "feature_config", "model_preset", "train_steps", "min_auc", "schema_path")
@@ -58,7 +64,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli_flags.run(main, FLAGS)
 
 
 if __name__ == "__main__":

@@ -6,21 +6,29 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from absl import flags, logging
+
+from hemix_tf import cli_flags
 
 from hemix_tf.data.dataset import read_manifest
 from pipelines.sequence_job import SequenceJobConfig, run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset_dir", None, "A hemix-data directory (impressions/, events/, manifest.json).")
-flags.DEFINE_string("impressions", None, "Impression log file or directory (instead of --dataset_dir).")
-flags.DEFINE_string("events", None, "Event log file or directory (instead of --dataset_dir).")
-flags.DEFINE_integer("eval_start_timestamp", None, "First eval timestamp (default: the manifest's).")
-flags.DEFINE_string("feature_config", None, "Config name or YAML (default: the manifest's).")
-flags.DEFINE_string("output_dir", None, "Where train/, eval/, rejected/ are written.", required=True)
-flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the sequence build).")
+FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
+flags.DEFINE_string("dataset_dir", None, "A hemix-data directory (impressions/, events/, manifest.json).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("impressions", None, "Impression log file or directory (instead of --dataset_dir).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("events", None, "Event log file or directory (instead of --dataset_dir).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("eval_start_timestamp", None, "First eval timestamp (default: the manifest's).",
+                     flag_values=FLAGS)
+flags.DEFINE_string("feature_config", None, "Config name or YAML (default: the manifest's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Where train/, eval/, rejected/ are written.", required=True,
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the sequence build).",
+                     flag_values=FLAGS)
 
 
 def config_from_flags() -> SequenceJobConfig:
@@ -40,17 +48,16 @@ def config_from_flags() -> SequenceJobConfig:
                            num_buckets=FLAGS.num_buckets)
 
 
-def main(argv=None) -> dict:
-  beam_args = FLAGS(argv or sys.argv, known_only=True)[1:]
+def main(argv) -> None:
+  beam_args = argv[1:]  # the flags this tool does not know: Beam pipeline options
   logging.set_verbosity(logging.WARNING)  # Beam's worker chatter; counters are printed at the end
   summary = run(config_from_flags(), beam_args)
   print(json.dumps(summary["counters"], indent=2))
   print(f"train examples: {summary['outputs']['train']}\neval examples:  {summary['outputs']['eval']}")
-  return summary
 
 
 def run_cli():
-  main()
+  cli_flags.run(main, FLAGS, known_only=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """hemix-pipeline: a YAML config file overridden by the flags given."""
+import importlib
+
 import pytest
-from absl import flags
 
 from pipelines import pipeline_cli
 
@@ -8,11 +9,18 @@ from pipelines import pipeline_cli
 @pytest.fixture
 def parse():
   def _parse(*argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["hemix-pipeline", *argv])
+    pipeline_cli.FLAGS.unparse_flags()
+    pipeline_cli.FLAGS(["hemix-pipeline", *argv])
     return pipeline_cli.config_from_flags()
   yield _parse
-  flags.FLAGS.unparse_flags()
+  pipeline_cli.FLAGS.unparse_flags()
+
+
+def test_every_command_line_tool_imports_beside_the_others():
+  """Each tool owns its flags: the demo, tests and benchmarks import several in one process."""
+  for name in ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli", "hemix_tf.demo"):
+    module = importlib.import_module(name)
+    assert module.FLAGS is not pipeline_cli.FLAGS or name == "pipelines.pipeline_cli"
 
 
 def test_yaml_config_and_flag_overrides(tmp_path, parse):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from hemix_tf import cli_flags
+
 from hemix_tf.data import amazon, movielens
 from hemix_tf.data.dataset import write_dataset
 from hemix_tf.data.feature_config import load_feature_config
@@ -22,17 +24,23 @@ from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
 DATASETS = {"synthetic": "synthetic-lbs", "ml-100k": "movielens", "grouplens": "movielens",
             "amazon-grocery": "amazon-grocery"}
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "synthetic", list(DATASETS), "Which adapter to run.")
-flags.DEFINE_string("output_dir", None, "Dataset directory to create (required).")
-flags.DEFINE_string("feature_config", None, "Feature config name or YAML path (default: the dataset's).")
-flags.DEFINE_string("source_dir", None, "Input files (ml-100k: atomic files; grouplens; amazon-grocery).")
-flags.DEFINE_string("cache_dir", "data_cache", "Where the recbole wheel is cached for ml-100k.")
-flags.DEFINE_integer("num_impressions", 100_000, "synthetic: number of impressions.")
-flags.DEFINE_integer("seed", 0, "synthetic / amazon-grocery: random seed.")
-flags.DEFINE_float("avg_global_len", SyntheticConfig.avg_global_len, "synthetic: mean global length.")
-flags.DEFINE_float("avg_realtime_len", SyntheticConfig.avg_realtime_len, "synthetic: mean real-time length.")
-flags.DEFINE_integer("negatives_per_positive", 1, "amazon-grocery: sampled negatives per review.")
+FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
+flags.DEFINE_enum("dataset", "synthetic", list(DATASETS), "Which adapter to run.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Dataset directory to create (required).", flag_values=FLAGS)
+flags.DEFINE_string("feature_config", None, "Feature config name or YAML path (default: the dataset's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("source_dir", None, "Input files (ml-100k: atomic files; grouplens; amazon-grocery).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("cache_dir", "data_cache", "Where the recbole wheel is cached for ml-100k.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_impressions", 100_000, "synthetic: number of impressions.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "synthetic / amazon-grocery: random seed.", flag_values=FLAGS)
+flags.DEFINE_float("avg_global_len", SyntheticConfig.avg_global_len, "synthetic: mean global length.",
+                   flag_values=FLAGS)
+flags.DEFINE_float("avg_realtime_len", SyntheticConfig.avg_realtime_len, "synthetic: mean real-time length.",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("negatives_per_positive", 1, "amazon-grocery: sampled negatives per review.",
+                     flag_values=FLAGS)
 
 
 def build(dataset: str, output_dir: str, feature_config: str | None = None, source_dir: str | None = None,
@@ -77,8 +85,8 @@ def main(argv):
 
 
 def run():
-  flags.mark_flag_as_required("output_dir")
-  app.run(main)
+  flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
+  cli_flags.run(main, FLAGS)
 
 
 if __name__ == "__main__":
