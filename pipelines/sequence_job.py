@@ -120,7 +120,8 @@ class ReadAndValidate(beam.DoFn):
       _counter("rejected_rows").inc(1)
       yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": str(e)}))
       return
-    if rows == 0 and row_group <= 0:
+    if rows == 0 and row_group <= 0:  # an empty Parquet file (an empty CSV raises above)
+      _counter("rejected_rows").inc(1)
       yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": f"{file}: empty file"}))
 
   def _validate(self, table: pa.Table, kind: LogKind, source: Source) -> tuple[pa.Table, list[str]]:
