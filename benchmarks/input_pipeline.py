@@ -1,5 +1,5 @@
 """Examples/s of the tf.data input alone (read gzip TFRecords, batch, parse with ragged sequences,
-prefetch) next to the training step's examples/s on the same batches, as JSON.
+hash the ids, prefetch) next to the training step's examples/s on the same batches, as JSON.
 
   .venv/bin/python benchmarks/input_pipeline.py --examples=runs/demo/examples/train/*
 If the input alone is much faster than input + training, the input is not the bottleneck.
@@ -13,7 +13,7 @@ from absl import app, flags
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.config import preset
-from hemix_tf.model.training import build_and_compile, with_labels
+from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
 flags.DEFINE_string("examples", "runs/demo/examples/train/*", "TFRecord pattern (the sequence job's).")
 flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the examples.")
@@ -35,9 +35,11 @@ def main(argv):
   del argv
   fc = load_feature_config(FLAGS.feature_config)
   config = preset(FLAGS.preset)
-  ds = make_dataset(FLAGS.examples, fc, FLAGS.batch_size, shuffle_buffer=10_000, repeat=True, seed=0)
+  preprocessor = hashing_preprocessor(fc, config)
+  ds = make_dataset(FLAGS.examples, preprocessor.raw_spec, FLAGS.batch_size, shuffle_buffer=10_000,
+                    repeat=True, seed=0, preprocess=preprocessor)
   input_seconds = timed(iter(ds), FLAGS.batches)
-  model = build_and_compile(fc, config)
+  model = build_and_compile(fc, config, preprocessor.table_sizes)
   train = ds.map(lambda f: with_labels(f, config.tasks))
   model.fit(train, steps_per_epoch=5, epochs=1, verbose=0)  # trace + warm up
   start = time.perf_counter()

@@ -13,6 +13,7 @@ from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.accounting import eq24_params, forward_flops, parameter_counts
 from hemix_tf.model.config import PRESETS, preset
 from hemix_tf.model.hemix import HeMix
+from hemix_tf.model.training import hashing_preprocessor
 
 flags.DEFINE_list("presets", ["cpu-small", "paper-small", "paper-large"], "Presets to measure.")
 flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config whose inputs the model takes.")
@@ -28,7 +29,7 @@ def main(argv):
   for name in FLAGS.presets:
     start = time.perf_counter()
     config = preset(name)
-    model = HeMix(fc, config)
+    model = HeMix(fc, config, hashing_preprocessor(fc, config).table_sizes)
     counts = parameter_counts(model, fc)
     flops = forward_flops(model, fc)
     rows.append({"preset": name, "num_tokens": config.num_tokens, "d_t": config.d_t,

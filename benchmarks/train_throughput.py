@@ -15,7 +15,7 @@ from absl import app, flags
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.accounting import forward_flops, full_length_features
 from hemix_tf.model.config import preset
-from hemix_tf.model.training import build_and_compile, with_labels
+from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
 flags.DEFINE_string("preset", "cpu-small", "Model preset.")
 flags.DEFINE_integer("batch_size", 256, "Training batch size (the paper's).")
@@ -39,7 +39,7 @@ def main(argv):
   del argv
   fc = load_feature_config("synthetic-lbs")
   config = preset(FLAGS.preset)
-  model = build_and_compile(fc, config)
+  model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes)
   flops = forward_flops(model, fc)
   batch = with_labels(full_length_features(fc, FLAGS.batch_size), config.tasks)
   ds = tf.data.Dataset.from_tensors(batch).repeat()

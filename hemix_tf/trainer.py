@@ -1,4 +1,5 @@
-"""Train a HeMix model on the sequence job's TFRecords, evaluate it, export a SavedModel.
+"""Train a HeMix model on the sequence job's (or the Transform component's) TFRecords, evaluate it,
+export a SavedModel.
 
 The TFX Trainer's `run_fn` (below) and the quick path of `make demo` both call `train_and_evaluate`.
 """
@@ -16,11 +17,12 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.preprocessing import TransformGraph
 from hemix_tf.distribute import strategy_for
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
-from hemix_tf.model.training import build_and_compile, with_labels
+from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,9 @@ class TrainerConfig:
   distribution: str = "auto"  # hemix_tf.distribute.strategy_for
   checkpoint_steps: int = 100  # BackupAndRestore saves every this many steps
   backup_dir: str | None = None  # stable across restarts of the same run: a killed run resumes from it
+  # The Transform component's output: the patterns are then its transformed examples and the exported
+  # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
+  transform_output: str | None = None
 
 
 class ProgressLogger(keras.callbacks.Callback):
@@ -94,16 +99,23 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   model_config = preset(cfg.model_preset)
   tasks = model_config.tasks
   strategy = strategy_for(cfg.distribution)
-  train = make_dataset(cfg.train_pattern, fc, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                       repeat=True, seed=cfg.seed).map(lambda f: with_labels(f, tasks))
+  if cfg.transform_output:
+    preprocessor = TransformGraph(cfg.transform_output, fc, model_config.time_gap_buckets)
+    spec, preprocess = preprocessor.encoded_spec, None  # the examples are encoded already
+  else:
+    preprocessor = hashing_preprocessor(fc, model_config)
+    spec, preprocess = preprocessor.raw_spec, preprocessor
+  train = make_dataset(cfg.train_pattern, spec, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
+                       repeat=True, seed=cfg.seed, preprocess=preprocess).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
-    model = build_and_compile(fc, model_config, cfg.learning_rate)
+    model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate)
   print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
         f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
-  metrics = evaluate(model, make_dataset(cfg.eval_pattern, fc, 1024), tasks)
-  saved_model = export_saved_model(model, fc, cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
+  metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess), tasks)
+  saved_model = export_saved_model(model, preprocessor,
+                                   cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
   record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),
             "code_version": code_version(), "feature_config": fc.name}
   tf.io.gfile.makedirs(f"{saved_model}/assets.extra")
@@ -123,4 +135,4 @@ def run_fn(fn_args) -> None:
   train_and_evaluate(TrainerConfig(
       train_pattern=fn_args.train_files, eval_pattern=fn_args.eval_files,
       output_dir=fn_args.model_run_dir, saved_model_dir=fn_args.serving_model_dir,
-      train_steps=fn_args.train_steps, **custom))
+      train_steps=fn_args.train_steps, transform_output=fn_args.transform_output, **custom))

@@ -1,9 +1,14 @@
-"""The TFX pipeline: the sequence job's examples -> statistics, schema, validation -> Trainer (HeMix) ->
-Evaluator (TFMA, blessing) -> Pusher. Run locally with LocalDagRunner or compile for Kubeflow Pipelines V2.
+"""The TFX pipeline: the sequence job's examples -> statistics, schema, validation -> Transform ->
+Trainer (HeMix) -> Evaluator (TFMA, blessing) -> Pusher. Run locally with LocalDagRunner or compile for
+Kubeflow Pipelines V2.
 
     ImportExampleGen(train/*, eval/*) ─> StatisticsGen ─> SchemaGen | ImportSchemaGen ─> ExampleValidator
-      ─> AnomaliesGate (an anomaly stops the run) ─> Trainer(run_fn = hemix_tf.trainer.run_fn)
-      ─> Evaluator(AUC >= min_auc, and no worse than the latest blessed model) ─> Pusher(if blessed)
+      ─> AnomaliesGate (an anomaly stops the run)
+      ─> Transform(preprocessing_fn = hemix_tf.data.preprocessing.preprocessing_fn; analyses train only)
+      ─> Trainer(run_fn = hemix_tf.trainer.run_fn, on the transformed examples; exports the model with the
+         transform graph inside, serving raw tf.Examples)
+      ─> Evaluator(on the raw examples; AUC >= min_auc, and no worse than the latest blessed model)
+      ─> Pusher(if blessed)
 """
 from __future__ import annotations
 
@@ -18,11 +23,14 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from hemix_tf.data.examples import USER_ACTIVITY
+from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
 
-MODULE_FILE = str(Path(__file__).resolve().parent / "module" / "hemix_trainer_module.py")
-RUN_FN = "hemix_tf.trainer.run_fn"
+MODULE_DIR = Path(__file__).resolve().parent / "module"
+TRAINER_MODULE_FILE, RUN_FN = str(MODULE_DIR / "hemix_trainer_module.py"), "hemix_tf.trainer.run_fn"
+TRANSFORM_MODULE_FILE = str(MODULE_DIR / "hemix_transform_module.py")
+PREPROCESSING_FN = "hemix_tf.data.preprocessing.preprocessing_fn"
 DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
 
 
@@ -39,6 +47,7 @@ class PipelineConfig:
   batch_size: int = 256
   learning_rate: float = 1e-3
   schema_path: str | None = None  # a curated schema.pbtxt: ImportSchemaGen instead of SchemaGen
+  vocabulary_min_count: int = 2  # Transform: ids seen fewer times in train share the out-of-vocabulary row
   min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
@@ -66,8 +75,8 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
 
 def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
                     packaged_module: bool = True) -> tfx.dsl.Pipeline:
-  """The pipeline. `packaged_module`: the Trainer gets the module file (TFX packages it, local runs);
-  otherwise the `run_fn` import path, installed in the pipeline image (Kubeflow)."""
+  """The pipeline. `packaged_module`: Transform and Trainer get module files (TFX packages them, local
+  runs); otherwise the functions' import paths, installed in the pipeline image (Kubeflow)."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=cfg.examples_dir,
       input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="train", pattern="train/*"),
@@ -81,20 +90,29 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
   example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                       schema=schema_gen.outputs["schema"])
   gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
-  entry = {"module_file": MODULE_FILE} if packaged_module else {"run_fn": RUN_FN}
+  # code_version in the custom configs re-runs Transform / Trainer on changed code (TFX fingerprints
+  # only the one-line module files).
+  transform = tfx.components.Transform(
+      **({"module_file": TRANSFORM_MODULE_FILE} if packaged_module else {"preprocessing_fn": PREPROCESSING_FN}),
+      examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+      custom_config={"feature_config": cfg.feature_config, "code_version": code_version(),
+                     "time_gap_buckets": preset(cfg.model_preset).time_gap_buckets,
+                     "vocabulary_min_count": cfg.vocabulary_min_count})
+  transform.add_upstream_node(gate)
   hparams = {"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
              "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
-  run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, "code": code_version()},
+  run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, "code": code_version(),
+                                       "vocabulary_min_count": cfg.vocabulary_min_count},
                                       sort_keys=True).encode()).hexdigest()[:16]
   trainer = tfx.components.Trainer(
-      **entry, examples=example_gen.outputs["examples"],
+      **({"module_file": TRAINER_MODULE_FILE} if packaged_module else {"run_fn": RUN_FN}),
+      examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
-      # code_version re-trains on changed model code; backup_dir is the same for every attempt of the
-      # same training, so a killed Trainer resumes there (BackupAndRestore).
+      # backup_dir is the same for every attempt of the same training, so a killed Trainer resumes there
+      # (BackupAndRestore).
       custom_config={**hparams, "code_version": code_version(),
                      "backup_dir": os.path.join(cfg.pipeline_root, "trainer_backup", run_key)})
-  trainer.add_upstream_node(gate)
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -109,7 +127,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_dir)))
   return tfx.dsl.Pipeline(
       pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, gate, trainer,
+      components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
                   latest_blessed, evaluator, pusher],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(cfg.beam_pipeline_args))

@@ -28,25 +28,25 @@ def main():
 
   import dataclasses
   import tf_keras as keras
-  from model_inputs import random_features
+  from model_inputs import encoded, random_features
   from hemix_tf.data.feature_config import load_feature_config
   from hemix_tf.distribute import strategy_for
   from hemix_tf.model.config import preset
-  from hemix_tf.model.training import build_and_compile, with_labels
+  from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
   from hemix_tf.trainer import TrainerConfig, fit
 
   fc = load_feature_config("synthetic-lbs")
   config = dataclasses.replace(preset("cpu-small"), tasks=("click",))
   keras.utils.set_random_seed(0)
   strategy = strategy_for({"single": "none"}.get(args.mode, args.mode))
-  features = random_features(fc, 512, seed=0, max_lengths={"global": 16, "realtime": 4})
+  features = encoded(fc, random_features(fc, 512, seed=0, max_lengths={"global": 16, "realtime": 4}), config)
   data = tf.data.Dataset.from_tensor_slices(features).batch(64, drop_remainder=True).repeat()
   data = data.map(lambda f: with_labels(f, config.tasks))
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   data = data.with_options(options)
   with strategy.scope():
-    model = build_and_compile(fc, config, learning_rate=1e-3)
+    model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, learning_rate=1e-3)
 
   class Kill(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):

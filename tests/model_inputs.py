@@ -1,8 +1,11 @@
-"""Parsed-feature batches for model tests, with random ragged sequences (no pipeline needed)."""
+"""Feature batches for model tests, with random ragged sequences (no pipeline needed): raw parsed
+features, their hashed encoding, and models sized for it."""
 import numpy as np
 import tensorflow as tf
 
 from hemix_tf.data.examples import parse_spec
+from hemix_tf.model.hemix import HeMix
+from hemix_tf.model.training import hashing_preprocessor
 
 
 def random_features(feature_config, batch: int, seed: int = 0, max_lengths=None) -> dict:
@@ -31,3 +34,11 @@ def random_features(feature_config, batch: int, seed: int = 0, max_lengths=None)
 
 def replace(features: dict, **columns) -> dict:
   return {**features, **columns}
+
+
+def encoded(feature_config, features: dict, model_config) -> dict:
+  return hashing_preprocessor(feature_config, model_config)(features)
+
+
+def hemix(feature_config, model_config) -> HeMix:
+  return HeMix(feature_config, model_config, hashing_preprocessor(feature_config, model_config).table_sizes)

@@ -11,15 +11,15 @@ from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.accounting import eq24_params, forward_flops, parameter_counts
 from hemix_tf.model.config import Interaction, preset
 from hemix_tf.model.export import export_saved_model, serving_function
-from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
-from hemix_tf.model.training import build_and_compile, with_labels
+from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
-from model_inputs import random_features, replace
+from model_inputs import encoded, hemix, random_features, replace
 
 FC = load_feature_config("synthetic-lbs")
 SMALL = preset("cpu-small")
+TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 ABLATIONS = {
     "full": {}, "no_fixed_queries": {"use_fixed_queries": False},
@@ -30,14 +30,19 @@ ABLATIONS = {
 
 
 @pytest.fixture(scope="module")
-def batch():
+def raw_batch():
   return random_features(FC, 8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def batch(raw_batch):
+  return encoded(FC, raw_batch, SMALL)
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)
 def test_shapes_for_every_ablation(batch, ablation):
   config = dataclasses.replace(SMALL, **ABLATIONS[ablation])
-  model = HeMix(FC, config)
+  model = hemix(FC, config)
   tokens = model.tokens(batch)
   assert tokens.shape == (8, config.num_tokens, config.d_t)
   out = model(batch)
@@ -50,15 +55,15 @@ def test_paper_small_token_budget_and_forward():
   config = preset("paper-small")
   assert (config.global_dynamic_queries, config.realtime_dynamic_queries) == (16, 4)
   assert config.num_tokens == 60  # N = N_S + N_NS = 40 + 20 (Section 4.1.4)
-  model = HeMix(FC, config)
-  assert model.tokens(random_features(FC, 2)).shape == (2, 60, 256)
+  model = hemix(FC, config)
+  assert model.tokens(encoded(FC, random_features(FC, 2), config)).shape == (2, 60, 256)
 
 
 @pytest.mark.slow
 def test_paper_large_builds_and_runs_one_example():
   config = preset("paper-large")
-  model = HeMix(FC, config)
-  out = model(random_features(FC, 1))
+  model = hemix(FC, config)
+  out = model(encoded(FC, random_features(FC, 1), config))
   assert out["click"].shape == (1,)
   dense = parameter_counts(model, FC)["dense_params"]
   assert 1.4e9 < dense < 1.7e9  # Table 2: HeMix-Large 1,484M
@@ -113,11 +118,12 @@ def test_attention_uses_one_query_projection_per_position():
   assert not np.allclose(out[:, 0], out[:, 1])  # heterogeneous W_Q^(l): different outputs
 
 
-def test_fixed_query_tokens_do_not_depend_on_the_candidate(batch):
+def test_fixed_query_tokens_do_not_depend_on_the_candidate(raw_batch, batch):
   """Only the dynamic (NS-token) queries see the item; the fixed-query tokens are the user's alone."""
-  model = HeMix(FC, SMALL)
+  model = hemix(FC, SMALL)
   other = random_features(FC, 8, seed=99)
-  swapped = replace(batch, **{f.name: other[f.name] for f in FC.features if f.group.value == "item"})
+  swapped = encoded(FC, replace(raw_batch, **{f.name: other[f.name] for f in FC.features
+                                              if f.group.value == "item"}), SMALL)
   a, b = model.tokens(batch).numpy(), model.tokens(swapped).numpy()
   g_dyn, g_fix = SMALL.global_dynamic_queries, SMALL.global_fixed_queries
   r_dyn, r_fix = SMALL.realtime_dynamic_queries, SMALL.realtime_fixed_queries
@@ -164,7 +170,7 @@ def test_heteromixer_block_parameters_match_the_equations():
 
 
 def test_accounting_of_presets():
-  model = HeMix(FC, SMALL)
+  model = hemix(FC, SMALL)
   counts = parameter_counts(model, FC)
   assert counts["dense_params"] + counts["embedding_params"] == model.count_params()
   assert eq24_params(SMALL) == 2 * 2 * 2 * 32 * 32 ** 2
@@ -183,12 +189,13 @@ def test_einsum_flops_are_registered():
   assert tf.compat.v1.profiler.profile(graph, options=options).total_float_ops == 2 * 2 * 3 * 4 * 5
 
 
-def test_saved_model_round_trip(tmp_path, batch):
-  model = HeMix(FC, SMALL)
+def test_saved_model_round_trip(tmp_path, raw_batch, batch):
+  model = hemix(FC, SMALL)
   eager = model(batch)
-  examples = tf.constant(_serialize(batch))
-  before = serving_function(model, FC)(examples=examples)
-  export_saved_model(model, FC, str(tmp_path / "m"))
+  examples = tf.constant(_serialize(raw_batch))
+  preprocessor = hashing_preprocessor(FC, SMALL)
+  before = serving_function(model, preprocessor)(examples=examples)
+  export_saved_model(model, preprocessor, str(tmp_path / "m"))
   loaded = tf.saved_model.load(str(tmp_path / "m"))
   after = loaded.signatures["serving_default"](examples=examples)
   for task in SMALL.tasks:
@@ -220,8 +227,8 @@ def test_memorises_a_few_hundred_examples():
   features["click"] = tf.constant(labels, tf.int64)
   config = dataclasses.replace(SMALL, tasks=("click",))
   keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, learning_rate=3e-3)
-  ds = tf.data.Dataset.from_tensor_slices(features).batch(50).map(lambda f: with_labels(f, config.tasks))
+  model = build_and_compile(FC, config, TABLES, learning_rate=3e-3)
+  ds = tf.data.Dataset.from_tensor_slices(encoded(FC, features, config)).batch(50).map(lambda f: with_labels(f, config.tasks))
   history = model.fit(ds.repeat(), steps_per_epoch=6, epochs=40, verbose=0)
   assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
 
@@ -237,8 +244,8 @@ def _planted(batch: int, seed: int) -> dict:
   rt = tf.RaggedTensor.from_row_splits(
       tf.constant(rng.integers(1, 9, int(rt.flat_values.shape[0])), tf.int64), rt.row_splits)
   click = np.array([c in row for c, row in zip(category, rt.to_list())], np.int64)
-  return replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
-                 click=tf.constant(click))
+  return encoded(FC, replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
+                             click=tf.constant(click)), SMALL)
 
 
 @pytest.mark.slow
@@ -246,7 +253,7 @@ def _planted(batch: int, seed: int) -> dict:
 def test_learns_a_rule_only_the_realtime_sequence_reveals(use_realtime):
   config = dataclasses.replace(SMALL, tasks=("click",), use_realtime_sequence=use_realtime)
   keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, learning_rate=1e-3)
+  model = build_and_compile(FC, config, TABLES, learning_rate=1e-3)
   train = tf.data.Dataset.from_tensor_slices(_planted(20_000, seed=10)).shuffle(20_000, seed=0).batch(128)
   model.fit(train.map(lambda f: with_labels(f, config.tasks)).repeat(), steps_per_epoch=600, epochs=1,
             verbose=0)

@@ -12,18 +12,10 @@ from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import SEQUENCES, make_dataset, parse_spec, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import load_feature_config, parse_feature_config
 from hemix_tf.data.io import LogWriter, read_log
-from pipelines.sequence_job import SequenceJobConfig, run
 
+from job_runs import IN_MEMORY, run_job
 from reference_sequences import reference_sequences
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
-
-
-def run_job(dataset_dir, out_dir, config_name, num_buckets=4):
-  manifest = read_manifest(dataset_dir)
-  cfg = SequenceJobConfig(str(dataset_dir / "impressions"), str(dataset_dir / "events"), str(out_dir),
-                          manifest["eval_start_timestamp"], config_name, num_buckets=num_buckets)
-  return run(cfg, IN_MEMORY)
 
 
 def read_examples(pattern, config) -> dict:
@@ -159,7 +151,7 @@ def test_make_dataset_reads_the_examples(tmp_path):
   config = load_feature_config("synthetic-lbs")
   build("synthetic", str(tmp_path / "raw"), num_impressions=500)
   summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
-  batch = next(iter(make_dataset(summary["outputs"]["train"], config, batch_size=32)))
+  batch = next(iter(make_dataset(summary["outputs"]["train"], parse_spec(config), batch_size=32)))
   assert batch["click"].shape == (32,) and batch["item_tags"].dtype == tf.string
   lengths = batch["global_item_id"].row_lengths().numpy()
   assert lengths.max() <= config.sequence.global_length and lengths.mean() > 50

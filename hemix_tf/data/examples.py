@@ -103,9 +103,10 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
   return pa.RecordBatch.from_pydict(columns)
 
 
-def make_dataset(file_pattern: str | list[str], config: FeatureConfig, batch_size: int,
-                 shuffle_buffer: int = 0, repeat: bool = False, seed: int | None = None) -> tf.data.Dataset:
-  """Parsed batches from the sequence job's gzip TFRecords: a dict of dense and ragged tensors."""
+def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shuffle_buffer: int = 0,
+                 repeat: bool = False, seed: int | None = None, preprocess=None) -> tf.data.Dataset:
+  """Batches parsed by `spec` from gzip TFRecords (the sequence job's, or the Transform component's),
+  then mapped by `preprocess` if given: a dict of dense and ragged / sparse tensors."""
   files = tf.data.Dataset.list_files(file_pattern, shuffle=bool(shuffle_buffer), seed=seed)
   ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle_buffer)
@@ -113,8 +114,8 @@ def make_dataset(file_pattern: str | list[str], config: FeatureConfig, batch_siz
     ds = ds.shuffle(shuffle_buffer, seed=seed)
   if repeat:
     ds = ds.repeat()
-  spec = parse_spec(config)
-  ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec),
-                                num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
+  if preprocess is not None:
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -17,6 +17,7 @@ from tensorflow.python.framework import graph_util, ops
 
 from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.data.examples import parse_spec
+from hemix_tf.data.preprocessing import HashingEncoder, encode
 
 
 @ops.RegisterStatistics("Einsum", "flops")
@@ -44,7 +45,8 @@ def parameter_counts(model: tf.keras.Model, feature_config: FeatureConfig) -> di
 
 
 def full_length_features(feature_config: FeatureConfig, batch: int = 1) -> dict:
-  """A parsed-feature batch with every sequence at its maximum length (for tracing and FLOPs)."""
+  """An encoded batch with every sequence at its maximum length (for tracing and FLOPs); every id is
+  row 0, valid whatever the table sizes."""
   lengths = {"global": feature_config.sequence.global_length,
              "realtime": feature_config.sequence.realtime_length}
   features = {}
@@ -56,7 +58,7 @@ def full_length_features(feature_config: FeatureConfig, batch: int = 1) -> dict:
     else:
       features[name] = (tf.zeros([batch], spec.dtype) if spec.dtype != tf.string
                         else tf.fill([batch], "x"))
-  return features
+  return encode(features, feature_config, HashingEncoder(hash_buckets=1, time_gap_buckets=1))
 
 
 def forward_flops(model: tf.keras.Model, feature_config: FeatureConfig) -> int:

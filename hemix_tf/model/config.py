@@ -36,8 +36,8 @@ class HeMixConfig:
   # Embeddings (Section 3.2).
   embedding_dim: dict = dataclasses.field(
       default_factory=lambda: {"user": 32, "item": 32, "context": 16, "sequence": 32})
-  hash_buckets: int = 100_003  # per categorical feature (ids are hashed; no vocabulary needed)
-  time_gap_buckets: int = 32  # log2 buckets of the event's age in seconds
+  hash_buckets: int = 100_003  # rows per table when ids are hashed (no Transform: HashingPreprocessor)
+  time_gap_buckets: int = 32  # buckets of an event's age: log2 seconds (hashing) or quantiles (Transform)
   # Prediction (Section 3.5).
   tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
   head_hidden: tuple[int, ...] = (256,)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -43,12 +45,16 @@ class PredictionHead(keras.layers.Layer):
 
 
 class HeMix(keras.Model):
-  """Parsed features (hemix_tf.data.examples.parse_spec) -> {task: probability [B]}."""
+  """Encoded features (hemix_tf.data.preprocessing) -> {task: probability [B]}.
 
-  def __init__(self, feature_config: FeatureConfig, config: HeMixConfig, **kwargs):
+  `table_sizes`: rows of every embedding table, from the preprocessor.
+  """
+
+  def __init__(self, feature_config: FeatureConfig, config: HeMixConfig, table_sizes: Mapping[str, int],
+               **kwargs):
     super().__init__(**kwargs)
     self.feature_config, self.config = feature_config, config
-    self.embedding = FeatureEmbedding(feature_config, config, name="embedding")
+    self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, name="ns_tokenizer")
     self.extractors = {}
     for seq, dyn, fixed, used in (

@@ -1,23 +1,31 @@
 """Compiling and feeding a HeMix model: BCE per task (Eq. 23) on (features, labels) pairs."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import tensorflow as tf
 import tf_keras as keras
 
 from hemix_tf.data.feature_config import FeatureConfig
+from hemix_tf.data.preprocessing import HashingPreprocessor
 from hemix_tf.model.config import HeMixConfig
 from hemix_tf.model.hemix import HeMix
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
-  """A parsed batch -> (features, {task: float label}) for `model.fit`."""
+  """An encoded batch -> (features, {task: float label}) for `model.fit`."""
   return features, {task: tf.cast(features[task], tf.float32) for task in tasks}
 
 
-def build_and_compile(feature_config: FeatureConfig, config: HeMixConfig,
+def hashing_preprocessor(feature_config: FeatureConfig, config: HeMixConfig) -> HashingPreprocessor:
+  """The preprocessor of a model trained without the Transform component."""
+  return HashingPreprocessor(feature_config, config.hash_buckets, config.time_gap_buckets)
+
+
+def build_and_compile(feature_config: FeatureConfig, config: HeMixConfig, table_sizes: Mapping[str, int],
                       learning_rate: float = 1e-3) -> HeMix:
   """HeMix with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task."""
-  model = HeMix(feature_config, config)
+  model = HeMix(feature_config, config, table_sizes)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
                 metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks})
