@@ -55,8 +55,9 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   loaded = tf.saved_model.load(first["pushed_model"])
   records = list(tf.data.TFRecordDataset(tf.io.gfile.glob(str(examples_dir / "eval" / "*")),
                                          compression_type="GZIP").take(4))
-  out = loaded.signatures["serving_default"](examples=tf.stack(records))
+  out = loaded.signatures["serving_default"](examples=tf.stack(records))  # raw examples
   assert out["click"].shape == (4,)
+  assert tf.io.gfile.exists(f"{first['pushed_model']}/assets/vocab_item_id")  # the Transform's vocabulary
 
   # The same run again: every component up to the Trainer comes from the cache (the Evaluator runs
   # again: its baseline, the latest blessed model, is now the first run's).
@@ -64,7 +65,7 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   second = run_local(cfg)
   cached = [e for e in _executions(cfg)[n_before:]
             if e.last_known_state == metadata_store_pb2.Execution.CACHED]
-  assert len(cached) >= 5
+  assert len(cached) >= 6  # ExampleGen, statistics, schema, validation, gate, Transform, Trainer
   assert second["metrics"]["click/auc"] == pytest.approx(first["metrics"]["click/auc"])  # vs a baseline
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.
@@ -78,13 +79,13 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   click = next(f for f in schema.feature if f.name == "click")
   click.int_domain.min, click.int_domain.max = 0, 0  # every click = 1 is now an anomaly
   (tmp_path / "curated.pbtxt").write_text(text_format.MessageToString(schema))
-  trainers_before = len([e for e in _executions(cfg) if "Trainer" in e.properties.get(
-      "component_id", metadata_store_pb2.Value()).string_value])
+  def runs_of(component):
+    return len([e for e in _executions(cfg) if component in e.properties.get(
+        "component_id", metadata_store_pb2.Value()).string_value])
+  before = {c: runs_of(c) for c in ("Transform", "Trainer")}
   with pytest.raises(RuntimeError, match="anomalies"):
     run_local(dataclasses.replace(cfg, schema_path=str(tmp_path / "curated.pbtxt")))
-  trainers_after = len([e for e in _executions(cfg) if "Trainer" in e.properties.get(
-      "component_id", metadata_store_pb2.Value()).string_value])
-  assert trainers_after == trainers_before
+  assert {c: runs_of(c) for c in before} == before  # neither Transform nor Trainer ran
 
 
 def test_kubeflow_v2_compile(tmp_path):
@@ -93,9 +94,11 @@ def test_kubeflow_v2_compile(tmp_path):
   spec = json.loads(open(compile_kubeflow(cfg, str(tmp_path / "hemix.json"))).read())
   tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
   for name in ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomaliesGate",
-               "Trainer", "Evaluator", "Pusher"):
+               "Transform", "Trainer", "Evaluator", "Pusher"):
     assert name in tasks
   executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
   images = {e["container"]["image"] for e in executors.values() if "container" in e}
   assert images == {DEFAULT_IMAGE}
-  assert "hemix_tf.trainer.run_fn" in json.dumps(spec)  # the Trainer's run_fn, installed in the image
+  # The Transform's and the Trainer's functions by import path, installed in the image.
+  assert "hemix_tf.trainer.run_fn" in json.dumps(spec)
+  assert "hemix_tf.data.preprocessing.preprocessing_fn" in json.dumps(spec)
