@@ -95,6 +95,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
   transform = tfx.components.Transform(
       **({"module_file": TRANSFORM_MODULE_FILE} if packaged_module else {"preprocessing_fn": PREPROCESSING_FN}),
       examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+      disable_statistics=True,  # StatisticsGen has the raw statistics; post-transform ones would double the time
       custom_config={"feature_config": cfg.feature_config, "code_version": code_version(),
                      "time_gap_buckets": preset(cfg.model_preset).time_gap_buckets,
                      "vocabulary_min_count": cfg.vocabulary_min_count})
