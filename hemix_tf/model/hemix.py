@@ -13,6 +13,7 @@ from typing import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
+from hemix_tf.data.examples import SEQUENCES
 from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
@@ -68,19 +69,47 @@ class HeMix(keras.Model):
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
+  def _dynamic_queries(self, t_ns: tf.Tensor) -> dict:
+    """T_NS [..., N_NS, d_T] -> the 4:1 split into T_NS^G and T_NS^R."""
+    n_global = self.config.global_dynamic_queries
+    return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
+
   def tokens(self, features: dict) -> tf.Tensor:
     """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
     e_uic, sequences = self.embedding(features)
     t_ns = self.ns_tokenizer(e_uic)
-    n_global = self.config.global_dynamic_queries
-    dynamic = {"global": t_ns[:, :n_global], "realtime": t_ns[:, n_global:]}  # the 4:1 split
-    seq_tokens = [self.extractors[s]([dynamic[s], *sequences[s]]) for s in ("global", "realtime")
-                  if s in self.extractors]
+    dynamic = self._dynamic_queries(t_ns)
+    seq_tokens = [self.extractors[s]([dynamic[s], *sequences[s]]) for s in SEQUENCES if s in self.extractors]
     return tf.concat(seq_tokens + [t_ns], axis=1)
 
-  def call(self, features: dict, training=None) -> dict:
-    t = self.tokens(features)
+  def _predict(self, t: tf.Tensor) -> dict:
     for block in self.blocks:
       t = block(t)
     pooled = tf.reduce_mean(t, axis=1)  # Section 3.5: mean pooling over tokens
     return {task: head(pooled) for task, head in self.heads.items()}
+
+  def call(self, features: dict, training=None) -> dict:
+    return self._predict(self.tokens(features))
+
+  # User-item decoupled scoring (beyond the paper): U users with M candidates each. The sequences'
+  # embeddings, K̃ / Ṽ and the fixed-query tokens are computed once per user; only T_NS and the
+  # dynamic-query attention run per candidate. Same numbers as `call` on the U·M joined examples.
+
+  def user_states(self, user_features: dict) -> dict:
+    """Encoded sequences of U users -> per sequence the candidate-independent state, each tensor
+    [U, 1, ...] so that it broadcasts over the user's candidates."""
+    return {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
+                *self.embedding.sequence(user_features, s)).items()}
+            for s, extractor in self.extractors.items()}
+
+  def score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
+    """Encoded non-sequential features of U·M candidates (user-major; each user's own features repeated
+    on its M rows) and the U users' `user_states` -> {task: probability [U, M]}."""
+    t_ns = self.ns_tokenizer(self.embedding.non_sequential(candidate_features))  # [U·M, N_NS, d_T]
+    t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
+    dynamic = self._dynamic_queries(t_ns)
+    seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s]) for s in SEQUENCES
+                  if s in self.extractors]
+    t = tf.concat(seq_tokens + [t_ns], axis=-2)
+    scores = self._predict(tf.reshape(t, [-1, self.config.num_tokens, self.config.d_t]))
+    return {task: tf.reshape(p, [-1, candidates_per_user]) for task, p in scores.items()}

@@ -44,6 +44,8 @@ class MixedHeteroAttention(keras.layers.Layer):
   events only; O^(l) = Att^(l) Ṽ (Eq. 7); [heads] W_O with W_O in R^{d x d_T} (Eq. 8).
   A query row never mixes with another, so the outputs of the fixed queries depend only on the sequence.
   An empty sequence gives all-zero attention outputs (then W_O's bias), never NaN.
+  `keys_values` and `attend` split the computation for user-item decoupled scoring: K̃, Ṽ of U users
+  ([U, 1, h, L, d_h]) broadcast against the queries of their M candidates ([U, M, n, d_T]) uncopied.
 
   Reading: Eq. 6 scales by sqrt(d); with h heads we scale each head by sqrt(d / h), the usual
   multi-head form the paper's "multi-head attention architecture" remark points to.
@@ -62,22 +64,30 @@ class MixedHeteroAttention(keras.layers.Layer):
     self.w_o = keras.layers.Dense(self.d_t, name="w_o")
     super().build(input_shape)
 
-  def _heads(self, x: tf.Tensor) -> tf.Tensor:  # [B, n, d] -> [B, h, n, d_h]
-    b, n = tf.shape(x)[0], tf.shape(x)[1]
-    return tf.transpose(tf.reshape(x, [b, n, self.heads, self.d // self.heads]), [0, 2, 1, 3])
+  def _heads(self, x: tf.Tensor) -> tf.Tensor:  # [..., n, d] -> [..., h, n, d_h]
+    x = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.heads, self.d // self.heads]], axis=0))
+    return tf.experimental.numpy.swapaxes(x, -2, -3)
+
+  def keys_values(self, sequence: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Eq. 5: K̃, Ṽ [B, h, L, d_h] of a sequence [B, L, d_I]."""
+    return (self._heads(tf.einsum("bli,id->bld", sequence, self.w_k)),
+            self._heads(tf.einsum("bli,id->bld", sequence, self.w_v)))
+
+  def attend(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, v: tf.Tensor,
+             mask: tf.Tensor) -> tf.Tensor:
+    """Eqs. 4, 6-8 for the query positions `positions`: queries [..., n, d_T] -> [..., n, d_T].
+    k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions."""
+    q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
+    scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
+    valid = mask[..., None, None, :]  # [..., 1, 1, L]
+    att = tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid  # Eq. 6; empty -> 0
+    o = tf.experimental.numpy.swapaxes(tf.matmul(att, v), -2, -3)  # Eq. 7: [..., n, h, d_h]
+    o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
+    return self.w_o(o)  # Eq. 8
 
   def call(self, inputs):
     queries, sequence, mask = inputs
-    q = self._heads(tf.einsum("bqt,qtd->bqd", queries, self.w_q))  # Eq. 4
-    k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))  # Eq. 5
-    v = self._heads(tf.einsum("bli,id->bld", sequence, self.w_v))
-    scores = tf.einsum("bhqd,bhld->bhql", q, k) / tf.sqrt(float(self.d // self.heads))
-    valid = mask[:, None, None, :]  # [B, 1, 1, L]
-    att = tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid  # Eq. 6; empty -> 0
-    o = tf.einsum("bhql,bhld->bhqd", att, v)  # Eq. 7
-    b = tf.shape(o)[0]
-    o = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, self.num_queries, self.d])
-    return self.w_o(o)  # Eq. 8
+    return self.attend(queries, slice(None), *self.keys_values(sequence), mask)
 
 
 class QueryMixedInterestExtraction(keras.layers.Layer):
@@ -99,19 +109,39 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
       self.autosplit = keras.layers.Dense((n_dynamic + n_fixed) * d_t, name="autosplit")
 
   def build(self, input_shape):
+    if self.use_mixed_queries:
+      self.attention.build(input_shape)  # its methods are called directly (user_state / extract)
     if self.n_fixed:
       self.fixed_queries = self.add_weight(name="fixed_queries", shape=[self.n_fixed, self.d_t],
                                            initializer=keras.initializers.RandomNormal(stddev=0.02))
     super().build(input_shape)
 
-  def call(self, inputs):
-    dynamic, sequence, mask = inputs  # [B, n_dyn, d_T], [B, L, d_I], [B, L]
+  def user_state(self, sequence: tf.Tensor, mask: tf.Tensor) -> dict:
+    """Everything that does not depend on the candidate, from a sequence [U, L, d_I] and mask [U, L]:
+    K̃, Ṽ, the mask and the fixed-query tokens [U, n_fixed, d_T] (with AutoSplit: all the tokens)."""
     if not self.use_mixed_queries:
       pooled = tf.math.divide_no_nan(tf.reduce_sum(sequence, axis=1),
                                      tf.reduce_sum(mask, axis=1, keepdims=True))
-      return tf.reshape(self.autosplit(pooled), [-1, self.n_dynamic + self.n_fixed, self.d_t])
-    queries = dynamic
+      return {"tokens": tf.reshape(self.autosplit(pooled), [-1, self.n_dynamic + self.n_fixed, self.d_t])}
+    k, v = self.attention.keys_values(sequence)
+    state = {"k": k, "v": v, "mask": mask}
     if self.n_fixed:
-      fixed = tf.tile(self.fixed_queries[None], [tf.shape(dynamic)[0], 1, 1])
-      queries = tf.concat([dynamic, fixed], axis=1)
-    return self.attention([queries, sequence, mask])
+      fixed = tf.tile(self.fixed_queries[None], [tf.shape(sequence)[0], 1, 1])
+      state["tokens"] = self.attention.attend(fixed, slice(self.n_dynamic, None), k, v, mask)
+    return state
+
+  def extract(self, dynamic: tf.Tensor, state: dict) -> tf.Tensor:
+    """O^s [..., n_dyn + n_fixed, d_T] from the dynamic queries [..., n_dyn, d_T] and a `user_state`
+    whose tensors broadcast against them ([B] with [B], or [U, 1] with [U, M] candidates)."""
+    batch = tf.shape(dynamic)[:-2]
+    if not self.use_mixed_queries:
+      return tf.broadcast_to(state["tokens"], tf.concat([batch, [self.n_dynamic + self.n_fixed, self.d_t]], 0))
+    out = self.attention.attend(dynamic, slice(0, self.n_dynamic), state["k"], state["v"], state["mask"])
+    if self.n_fixed:
+      fixed = tf.broadcast_to(state["tokens"], tf.concat([batch, [self.n_fixed, self.d_t]], 0))
+      out = tf.concat([out, fixed], axis=-2)
+    return out
+
+  def call(self, inputs):
+    dynamic, sequence, mask = inputs  # [B, n_dyn, d_T], [B, L, d_I], [B, L]
+    return self.extract(dynamic, self.user_state(sequence, mask))
