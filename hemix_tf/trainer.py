@@ -114,7 +114,7 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess), tasks)
-  saved_model = export_saved_model(model, preprocessor,
+  saved_model = export_saved_model(model, preprocessor, fc,
                                    cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
   record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),
             "code_version": code_version(), "feature_config": fc.name}

@@ -42,3 +42,25 @@ def encoded(feature_config, features: dict, model_config) -> dict:
 
 def hemix(feature_config, model_config) -> HeMix:
   return HeMix(feature_config, model_config, hashing_preprocessor(feature_config, model_config).table_sizes)
+
+
+def rows(features: dict) -> list[dict]:
+  """A raw batch -> one {name: numpy 1-D array} per example (a scalar is a one-element list)."""
+  batch = len(next(iter(features.values())))
+  return [{name: np.atleast_1d(value[i].numpy()) for name, value in features.items()} for i in range(batch)]
+
+
+def serialize_row(row: dict) -> bytes:
+  feature = {}
+  for name, values in row.items():
+    if values.dtype.kind in "iu":
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist()))
+    elif values.dtype.kind == "f":
+      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+    else:
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def serialize(features: dict) -> list[bytes]:
+  return [serialize_row(row) for row in rows(features)]

@@ -15,7 +15,7 @@ from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fu
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
 from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
-from model_inputs import encoded, hemix, random_features, replace
+from model_inputs import encoded, hemix, random_features, replace, serialize
 
 FC = load_feature_config("synthetic-lbs")
 SMALL = preset("cpu-small")
@@ -192,33 +192,15 @@ def test_einsum_flops_are_registered():
 def test_saved_model_round_trip(tmp_path, raw_batch, batch):
   model = hemix(FC, SMALL)
   eager = model(batch)
-  examples = tf.constant(_serialize(raw_batch))
+  examples = tf.constant(serialize(raw_batch))
   preprocessor = hashing_preprocessor(FC, SMALL)
-  before = serving_function(model, preprocessor)(examples=examples)
-  export_saved_model(model, preprocessor, str(tmp_path / "m"))
+  before = serving_function(model, preprocessor, FC)(examples=examples)
+  export_saved_model(model, preprocessor, FC, str(tmp_path / "m"))
   loaded = tf.saved_model.load(str(tmp_path / "m"))
   after = loaded.signatures["serving_default"](examples=examples)
   for task in SMALL.tasks:
     np.testing.assert_array_equal(after[task].numpy(), before[task].numpy())  # the same graph
     np.testing.assert_allclose(after[task].numpy(), eager[task].numpy(), atol=1e-6)  # vs eager ops
-
-
-def _serialize(features: dict) -> list[bytes]:
-  batch = len(features["click"])
-  out = []
-  for i in range(batch):
-    feature = {}
-    for name, value in features.items():
-      row = value[i].numpy() if isinstance(value, tf.RaggedTensor) else np.array([value[i].numpy()])
-      row = np.atleast_1d(row)
-      if row.dtype.kind in "iu":
-        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=row.tolist()))
-      elif row.dtype.kind == "f":
-        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist()))
-      else:
-        feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=list(row)))
-    out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-  return out
 
 
 def test_memorises_a_few_hundred_examples():

@@ -107,7 +107,7 @@ def test_exported_model_serves_raw_examples_through_the_transform_graph(examples
   model = HeMix(FC, SMALL, graph.table_sizes)
   serialized = records(examples["eval"])[:64]
   expected = model(graph(raw_batch(examples["eval"], graph.raw_spec)))
-  export_saved_model(model, graph, str(tmp_path / "model"))
+  export_saved_model(model, graph, FC, str(tmp_path / "model"))
   moved = shutil.copytree(transform_output, tmp_path / "elsewhere")
   shutil.rmtree(transform_output)  # the SavedModel must carry the graph and its vocabularies
   try:

@@ -1,23 +1,100 @@
-"""SavedModel export: `serving_default` takes a batch of serialized raw tf.Examples; the preprocessor
-(hashing, or the Transform graph with its vocabularies) runs inside the model."""
+"""SavedModel export for TF Serving: three signatures over raw features; the preprocessor (hashing, or
+the Transform graph with its vocabularies) runs inside the model. docs/SERVING.md lists them.
+
+  serving_default   examples [B] serialized raw tf.Example              -> {task: [B]}
+  predict_features  raw tensors: a scalar feature [B]; a list feature as
+                    <name> values [N] + <name>_row_lengths [B]          -> {task: [B]}
+  score_candidates  user_example [U] (user features + both sequences),
+                    candidates [U, M] (item + context features)         -> {task: [U, M]}
+                    the user side (sequences, K/V, fixed-query tokens) computed once per user
+"""
 from __future__ import annotations
 
 import tensorflow as tf
 
+from hemix_tf.data.examples import SEQUENCES, parse_spec, sequence_feature, sequence_fields
+from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
+from hemix_tf.model.embedding import as_ragged
 
-def serving_function(model, preprocessor) -> tf.types.experimental.ConcreteFunction:
-  """serialized raw tf.Examples [B] -> {task: probability [B]}."""
-  spec = preprocessor.raw_spec
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-  def serve(examples):
-    return model(preprocessor(tf.io.parse_example(examples, spec)))
-
-  return serve.get_concrete_function()
+ROW_LENGTHS = "_row_lengths"
 
 
-def export_saved_model(model, preprocessor, path: str) -> str:
+def model_input_spec(config: FeatureConfig) -> dict:
+  """The raw features the model reads (no labels, request ids, passthrough): {name: parse spec}."""
+  spec = parse_spec(config)
+  names = [f.name for f in config.features]
+  names += [sequence_feature(s, field) for s in SEQUENCES for field in sequence_fields(config)]
+  return {name: spec[name] for name in names}
+
+
+def _as_parsed(value, spec):
+  """A dense [B] scalar or a ragged list -> what parsing by `spec` gives (dense, ragged or sparse)."""
+  if isinstance(spec, tf.io.FixedLenFeature):
+    return value
+  ragged = value if isinstance(value, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(value[:, None])
+  return ragged if isinstance(spec, tf.io.RaggedFeature) else ragged.to_sparse()
+
+
+class Signatures:
+  """The serving functions of one model and its preprocessor."""
+
+  def __init__(self, model, preprocessor, config: FeatureConfig):
+    self.model, self.preprocessor, self.config = model, preprocessor, config
+    self.inputs = model_input_spec(config)
+    self.user_features = [f.name for f in config.features if f.group == FeatureGroup.USER]
+    self.candidate_features = [f.name for f in config.features if f.group != FeatureGroup.USER]
+    self.lists = {n for n, spec in self.inputs.items() if isinstance(spec, tf.io.RaggedFeature)}
+
+  def _encode(self, examples: tf.Tensor) -> dict:
+    return self.preprocessor(tf.io.parse_example(examples, self.preprocessor.raw_spec))
+
+  def serving_default(self):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+      return self.model(self._encode(examples))
+    return serve.get_concrete_function()
+
+  def predict_features(self):
+    specs = {}
+    for name, spec in self.inputs.items():
+      specs[name] = tf.TensorSpec([None], spec.dtype, name=name)
+      if name in self.lists:
+        specs[name + ROW_LENGTHS] = tf.TensorSpec([None], tf.int64, name=name + ROW_LENGTHS)
+
+    @tf.function
+    def serve(**tensors):
+      raw = {name: tf.RaggedTensor.from_row_lengths(tensors[name], tensors[name + ROW_LENGTHS])
+             if name in self.lists else tensors[name] for name in self.inputs}
+      raw_spec = self.preprocessor.raw_spec
+      return self.model(self.preprocessor({n: _as_parsed(v, raw_spec[n]) for n, v in raw.items()}))
+    return serve.get_concrete_function(**specs)
+
+  def score_candidates(self):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_example"),
+                                  tf.TensorSpec([None, None], tf.string, name="candidates")])
+    def serve(user_example, candidates):
+      per_user = tf.shape(candidates)[1]
+      user = self._encode(user_example)
+      items = self._encode(tf.reshape(candidates, [-1]))
+      owner = tf.repeat(tf.range(tf.shape(user_example)[0]), per_user)  # user-major rows
+      features = {n: items[n] for n in self.candidate_features}
+      features.update({n: tf.gather(as_ragged(user[n]) if n in self.lists else user[n], owner)
+                       for n in self.user_features})
+      return self.model.score_candidates(features, self.model.user_states(user), per_user)
+    return serve.get_concrete_function()
+
+  def all(self) -> dict:
+    return {"serving_default": self.serving_default(), "predict_features": self.predict_features(),
+            "score_candidates": self.score_candidates()}
+
+
+def serving_function(model, preprocessor, config: FeatureConfig):
+  """serialized raw tf.Examples [B] -> {task: probability [B]} (`serving_default`)."""
+  return Signatures(model, preprocessor, config).serving_default()
+
+
+def export_saved_model(model, preprocessor, config: FeatureConfig, path: str) -> str:
   if hasattr(preprocessor, "layer"):
     model.transform_layer = preprocessor.layer  # tracked: the Transform graph and vocabularies are saved
-  tf.saved_model.save(model, path, signatures={"serving_default": serving_function(model, preprocessor)})
+  tf.saved_model.save(model, path, signatures=Signatures(model, preprocessor, config).all())
   return path
