@@ -7,6 +7,7 @@ the Transform graph with its vocabularies) runs inside the model. docs/SERVING.m
   score_candidates  user_example [U] (user features + both sequences),
                     candidates [U, M] (item + context features)         -> {task: [U, M]}
                     the user side (sequences, K/V, fixed-query tokens) computed once per user
+and `assets.extra/tf_serving_warmup_requests` (hemix_tf/model/warmup.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import tensorflow as tf
 from hemix_tf.data.examples import SEQUENCES, parse_spec, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
 from hemix_tf.model.embedding import as_ragged
+from hemix_tf.model.warmup import write_warmup
 
 ROW_LENGTHS = "_row_lengths"
 
@@ -45,6 +47,11 @@ class Signatures:
     self.candidate_features = [f.name for f in config.features if f.group != FeatureGroup.USER]
     self.lists = {n for n, spec in self.inputs.items() if isinstance(spec, tf.io.RaggedFeature)}
 
+  @staticmethod
+  def row_lengths(name: str) -> str:
+    """The predict_features input that holds the row lengths of list feature `name`."""
+    return name + ROW_LENGTHS
+
   def _encode(self, examples: tf.Tensor) -> dict:
     return self.preprocessor(tf.io.parse_example(examples, self.preprocessor.raw_spec))
 
@@ -59,11 +66,11 @@ class Signatures:
     for name, spec in self.inputs.items():
       specs[name] = tf.TensorSpec([None], spec.dtype, name=name)
       if name in self.lists:
-        specs[name + ROW_LENGTHS] = tf.TensorSpec([None], tf.int64, name=name + ROW_LENGTHS)
+        specs[self.row_lengths(name)] = tf.TensorSpec([None], tf.int64, name=self.row_lengths(name))
 
     @tf.function
     def serve(**tensors):
-      raw = {name: tf.RaggedTensor.from_row_lengths(tensors[name], tensors[name + ROW_LENGTHS])
+      raw = {name: tf.RaggedTensor.from_row_lengths(tensors[name], tensors[self.row_lengths(name)])
              if name in self.lists else tensors[name] for name in self.inputs}
       raw_spec = self.preprocessor.raw_spec
       return self.model(self.preprocessor({n: _as_parsed(v, raw_spec[n]) for n, v in raw.items()}))
@@ -94,7 +101,11 @@ def serving_function(model, preprocessor, config: FeatureConfig):
 
 
 def export_saved_model(model, preprocessor, config: FeatureConfig, path: str) -> str:
+  """The SavedModel with its three signatures and the TF Serving warm-up requests."""
   if hasattr(preprocessor, "layer"):
     model.transform_layer = preprocessor.layer  # tracked: the Transform graph and vocabularies are saved
-  tf.saved_model.save(model, path, signatures=Signatures(model, preprocessor, config).all())
+  signatures = Signatures(model, preprocessor, config)
+  functions = signatures.all()
+  tf.saved_model.save(model, path, signatures=functions)
+  write_warmup(path, config, signatures, functions)
   return path
