@@ -27,8 +27,6 @@ import pyarrow as pa
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
 from tfx_bsl.coders import example_coder
 
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
@@ -36,6 +34,7 @@ from hemix_tf.data.examples import example_batch
 from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.data.io import SUFFIXES, parquet_file, raw_batches
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
+from pipelines.beam_jobs import run_pipeline, write_summary
 
 NAMESPACE = "hemix_sequence_job"
 COUNTERS = ("impressions", "events", "train_examples", "eval_examples", "empty_global",
@@ -197,8 +196,8 @@ def output_patterns(output_dir: str) -> dict[str, str]:
   return {split: os.path.join(output_dir, split, "part-*.tfrecord.gz") for split in (TRAIN, EVAL)}
 
 
-def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
-  config = load_feature_config(cfg.feature_config)
+def build_examples(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
+  """The logs -> (serialized examples tagged TRAIN / EVAL, rejected rows as JSON lines)."""
   read = ReadAndValidate(config, cfg.num_buckets, cfg.batch_rows)
   keyed, rejected = [], []
   for kind, path in ((LogKind.IMPRESSIONS, cfg.impressions), (LogKind.EVENTS, cfg.events)):
@@ -210,11 +209,16 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
   examples = ((keyed | "Merge" >> beam.Flatten() | "GroupByBucket" >> beam.GroupByKey()
                | "Build" >> beam.ParDo(BuildExamples(config, cfg.eval_start_timestamp))
                .with_outputs(TRAIN, EVAL)))
+  return examples, rejected | "MergeRejected" >> beam.Flatten()
+
+
+def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
+  examples, rejected = build_examples(p, cfg, load_feature_config(cfg.feature_config))
   for split in (TRAIN, EVAL):
     _ = examples[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
         os.path.join(cfg.output_dir, split, "part"), file_name_suffix=".tfrecord.gz",
         compression_type=CompressionTypes.GZIP)
-  _ = (rejected | "MergeRejected" >> beam.Flatten()
+  _ = (rejected
        | "WriteRejected" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "part"),
                                                 file_name_suffix=".jsonl"))
 
@@ -225,20 +229,11 @@ DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=multi_process
 
 def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
   """Runs the job and returns the summary (counters, output patterns), also in job_summary.json."""
-  args = list(beam_args or [])
-  if not any(a.startswith("--runner") for a in args):
-    args = DEFAULT_OPTIONS + args
-  with beam.Pipeline(options=PipelineOptions(args)) as p:
-    build_pipeline(p, cfg)
-  result = p.result
-  counters = {name: 0 for name in COUNTERS}
-  for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-    counters[c.key.metric.name] += c.committed if c.committed is not None else c.attempted
+  counters = run_pipeline(lambda p: build_pipeline(p, cfg), beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
   summary = {"counters": counters, "outputs": output_patterns(cfg.output_dir),
              "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
              "config": dataclasses.asdict(cfg)}
-  with FileSystems.create(FileSystems.join(cfg.output_dir, "job_summary.json")) as f:
-    f.write((json.dumps(summary, indent=2) + "\n").encode())
+  write_summary(cfg.output_dir, summary)
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])
   return summary
