@@ -18,6 +18,7 @@ setup(
             "hemix-data=hemix_tf.data.cli:run",
             "hemix-sequence-job=pipelines.sequence_job_cli:run_cli",
             "hemix-pipeline=pipelines.pipeline_cli:run",
+            "hemix-batch-score=pipelines.batch_scoring_cli:run_cli",
         ]
     },
 )

@@ -18,7 +18,8 @@ def parse():
 
 def test_every_command_line_tool_imports_beside_the_others():
   """Each tool owns its flags: the demo, tests and benchmarks import several in one process."""
-  for name in ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli", "hemix_tf.demo"):
+  for name in ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli",
+               "pipelines.batch_scoring_cli", "hemix_tf.demo"):
     module = importlib.import_module(name)
     assert module.FLAGS is not pipeline_cli.FLAGS or name == "pipelines.pipeline_cli"
 
