@@ -1,8 +1,8 @@
 """`make demo`: the main job end to end on the embedded default data (the synthetic AMAP-like logs).
 
 1. the synthetic AMAP-like raw logs (hemix-data), 2. the Beam sequence job's point-in-time examples,
-3. the TFX pipeline on LocalDagRunner: statistics, schema, validation, HeMix training, TFMA evaluation
-and blessing, push of the SavedModel. Prints the eval AUC and the pushed SavedModel's path.
+3. the TFX pipeline on LocalDagRunner: statistics, schema, validation, Transform, HeMix training, TFMA
+evaluation and blessing, push of the SavedModel. Prints the eval AUC and the pushed SavedModel's path.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def main(argv):
   print(json.dumps(summary["counters"], indent=2))
   print(f"train examples: {summary['outputs']['train']}")
   print(f"eval examples:  {summary['outputs']['eval']}")
-  print("[3/3] TFX pipeline (LocalDagRunner): statistics, schema, validation, Trainer (HeMix cpu-small), "
-        "Evaluator, Pusher")
+  print("[3/3] TFX pipeline (LocalDagRunner): statistics, schema, validation, Transform, Trainer "
+        "(HeMix cpu-small), Evaluator, Pusher")
   cfg = PipelineConfig(examples_dir=str(examples), pipeline_root=str(run_dir / "pipeline"),
                        serving_dir=str(run_dir / "serving"), metadata_path=str(run_dir / "metadata.sqlite"),
                        feature_config=manifest["feature_config"], train_steps=FLAGS.train_steps)
