@@ -17,7 +17,20 @@ class Interaction(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
-class HeMixConfig:
+class InputConfig:
+  """What every model (HeMix and the baselines) shares: the embeddings of the same inputs and the heads."""
+  # Embeddings (Section 3.2).
+  embedding_dim: dict = dataclasses.field(
+      default_factory=lambda: {"user": 32, "item": 32, "context": 16, "sequence": 32})
+  hash_buckets: int = 100_003  # rows per table when ids are hashed (no Transform: HashingPreprocessor)
+  time_gap_buckets: int = 32  # buckets of an event's age: log2 seconds (hashing) or quantiles (Transform)
+  # Prediction (Section 3.5).
+  tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
+  head_hidden: tuple[int, ...] = (256,)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeMixConfig(InputConfig):
   # Tokens (Eqs. 2, 10).
   d_t: int = 256  # d_T, token width
   n_ns: int = 20  # N_NS; split 4:1 into the global and real-time dynamic queries
@@ -33,14 +46,6 @@ class HeMixConfig:
   low_rank: int = 64  # d_r
   ffn_expansion: int = 4  # k
   interaction: Interaction = Interaction.HETEROMIXER
-  # Embeddings (Section 3.2).
-  embedding_dim: dict = dataclasses.field(
-      default_factory=lambda: {"user": 32, "item": 32, "context": 16, "sequence": 32})
-  hash_buckets: int = 100_003  # rows per table when ids are hashed (no Transform: HashingPreprocessor)
-  time_gap_buckets: int = 32  # buckets of an event's age: log2 seconds (hashing) or quantiles (Transform)
-  # Prediction (Section 3.5).
-  tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
-  head_hidden: tuple[int, ...] = (256,)
   # Ablations (Figure 3).
   use_fixed_queries: bool = True
   use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence

@@ -20,7 +20,7 @@ import tf_keras as keras
 from hemix_tf.data.examples import SEQUENCES, TIME_GAP, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import FeatureConfig, FeatureKind
 from hemix_tf.data.preprocessing import tables
-from hemix_tf.model.config import HeMixConfig
+from hemix_tf.model.config import InputConfig
 
 
 def as_ragged(x) -> tf.RaggedTensor:
@@ -31,7 +31,7 @@ def as_ragged(x) -> tf.RaggedTensor:
 class FeatureEmbedding(keras.layers.Layer):
   """Encoded features -> (E_{U,I,C} [B, d_NS], {sequence: (events [B, L, d_I], mask [B, L])})."""
 
-  def __init__(self, feature_config: FeatureConfig, config: HeMixConfig, table_sizes: Mapping[str, int],
+  def __init__(self, feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int],
                **kwargs):
     super().__init__(**kwargs)
     self.feature_config, self.config = feature_config, config
@@ -50,6 +50,11 @@ class FeatureEmbedding(keras.layers.Layer):
     return self.tables[self.table_of[feature]](rows)
 
   def non_sequential(self, features: dict) -> tf.Tensor:
+    """E_{U,I,C} [B, d_NS]: the concatenated `fields`."""
+    return tf.concat(self.fields(features), axis=-1)
+
+  def fields(self, features: dict) -> list[tf.Tensor]:
+    """One embedding per non-sequential feature, in config order: [B, width of its group] ([B, 1] dense)."""
     parts = []
     for f in self.feature_config.features:
       value = features[f.name]
@@ -62,7 +67,7 @@ class FeatureEmbedding(keras.layers.Layer):
                                            tf.cast(value.row_lengths(), tf.float32)[:, None]))
       else:
         parts.append(self._lookup(f.name, value))
-    return tf.concat(parts, axis=-1)
+    return parts
 
   def sequence(self, features: dict, sequence: str) -> tuple[tf.Tensor, tf.Tensor]:
     """Padded events [B, L, d_I] (most recent first) and mask [B, L]."""

@@ -134,6 +134,8 @@ class TransformerBlock(keras.layers.Layer):
                                  keras.layers.Dense(d_t)], name="ffn")
     super().build(input_shape)
 
-  def call(self, tokens: tf.Tensor) -> tf.Tensor:
-    s = self.norm1(self.attention(tokens, tokens) + tokens)
+  def call(self, tokens: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """tokens [B, N, d_T]; mask [B, N] (1 = real token): padded tokens are never attended to."""
+    attention_mask = None if mask is None else tf.cast(mask[:, None, :], tf.bool)
+    s = self.norm1(self.attention(tokens, tokens, attention_mask=attention_mask) + tokens)
     return self.norm2(self.ffn(s) + s)

@@ -1,4 +1,4 @@
-"""Compiling and feeding a HeMix model: BCE per task (Eq. 23) on (features, labels) pairs."""
+"""Building, compiling and feeding a model (HeMix or a baseline): BCE per task (Eq. 23) on (features, labels)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -8,7 +8,8 @@ import tf_keras as keras
 
 from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.data.preprocessing import HashingPreprocessor
-from hemix_tf.model.config import HeMixConfig
+from hemix_tf.model.baselines import Baseline, BaselineConfig
+from hemix_tf.model.config import HeMixConfig, InputConfig
 from hemix_tf.model.hemix import HeMix
 
 
@@ -17,15 +18,24 @@ def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
   return features, {task: tf.cast(features[task], tf.float32) for task in tasks}
 
 
-def hashing_preprocessor(feature_config: FeatureConfig, config: HeMixConfig) -> HashingPreprocessor:
+def hashing_preprocessor(feature_config: FeatureConfig, config: InputConfig) -> HashingPreprocessor:
   """The preprocessor of a model trained without the Transform component."""
   return HashingPreprocessor(feature_config, config.hash_buckets, config.time_gap_buckets)
 
 
-def build_and_compile(feature_config: FeatureConfig, config: HeMixConfig, table_sizes: Mapping[str, int],
-                      learning_rate: float = 1e-3) -> HeMix:
-  """HeMix with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task."""
-  model = HeMix(feature_config, config, table_sizes)
+def build_model(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int]) -> keras.Model:
+  """HeMix for a HeMixConfig, the named baseline for a BaselineConfig: the same inputs, embeddings, heads."""
+  if isinstance(config, HeMixConfig):
+    return HeMix(feature_config, config, table_sizes)
+  if isinstance(config, BaselineConfig):
+    return Baseline(feature_config, config, table_sizes)
+  raise TypeError(f"no model for {type(config).__name__}")
+
+
+def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int],
+                      learning_rate: float = 1e-3) -> keras.Model:
+  """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task."""
+  model = build_model(feature_config, config, table_sizes)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
                 metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks})

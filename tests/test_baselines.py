@@ -1,0 +1,59 @@
+"""The baselines under HeMix's feature interface: each trains (its loss falls), and the accounting is
+the same for all (same embeddings, params split, profiler FLOPs)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.model.accounting import forward_flops, parameter_counts
+from hemix_tf.model.baselines import BASELINES, BaselineConfig
+from hemix_tf.model.config import preset
+from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
+
+from model_inputs import encoded, random_features
+
+FC = load_feature_config("synthetic-lbs")
+SMALL = preset("cpu-small")
+SHARED = {k: getattr(SMALL, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
+CONFIGS = {name: BaselineConfig(model=name, **SHARED) for name in BASELINES} | {"hemix": SMALL}
+TABLES = hashing_preprocessor(FC, SMALL).table_sizes
+
+
+@pytest.fixture(scope="module")
+def batch():
+  features = random_features(FC, 128, seed=5, max_lengths={"global": 24, "realtime": 6})
+  features["click"] = tf.constant(np.random.default_rng(5).integers(0, 2, 128), tf.int64)
+  return encoded(FC, features, SMALL)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_model_trains(name, batch):
+  config = CONFIGS[name]
+  keras.utils.set_random_seed(0)
+  model = build_and_compile(FC, config, TABLES, learning_rate=3e-3)
+  data = tf.data.Dataset.from_tensors(batch).map(lambda f: with_labels(f, config.tasks)).repeat()
+  losses = model.fit(data, steps_per_epoch=10, epochs=4, verbose=0).history["loss"]  # epoch means
+  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_accounting_is_consistent_across_models():
+  counts, flops = {}, {}
+  for name, config in CONFIGS.items():
+    model = build_model(FC, config, TABLES)
+    counts[name] = parameter_counts(model, FC)
+    assert counts[name]["dense_params"] + counts[name]["embedding_params"] == model.count_params(), name
+    flops[name] = forward_flops(model, FC)
+  assert len({c["embedding_params"] for c in counts.values()}) == 1  # the same tables for everyone
+  assert all(f > 0 for f in flops.values())
+  # A transformer over every sequence event costs more than pairwise dots of a few fields.
+  assert flops["mtgr"] > 3 * flops["dlrm"]
+
+
+def test_unknown_baseline_and_bad_rankmixer_width_are_errors():
+  with pytest.raises(ValueError, match="unknown baseline"):
+    BaselineConfig(model="widedeep")
+  with pytest.raises(ValueError, match="divisible"):
+    build_model(FC, dataclasses.replace(CONFIGS["rankmixer"], d=30, tokens=16), TABLES)
