@@ -19,6 +19,7 @@ setup(
             "hemix-sequence-job=pipelines.sequence_job_cli:run_cli",
             "hemix-pipeline=pipelines.pipeline_cli:run",
             "hemix-batch-score=pipelines.batch_scoring_cli:run_cli",
+            "hemix-experiment=hemix_tf.experiments.cli:run_cli",
         ]
     },
 )

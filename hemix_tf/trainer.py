@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from sklearn.metrics import log_loss, roc_auc_score
 
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.preprocessing import TransformGraph
 from hemix_tf.distribute import strategy_for
+from hemix_tf.metrics import auc, group_auc, logloss
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
@@ -59,9 +59,10 @@ class ProgressLogger(keras.callbacks.Callback):
       print(f"  step {step}  loss {logs['loss']:.4f}", flush=True)
 
 
-def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...]) -> dict:
-  """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset."""
-  labels, preds, oracle = {t: [] for t in tasks}, {t: [] for t in tasks}, []
+def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None) -> dict:
+  """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset; with
+  `group_key` (a feature holding e.g. the raw user id) also the GAUC."""
+  labels, preds, oracle, groups = {t: [] for t in tasks}, {t: [] for t in tasks}, [], []
   for features in dataset:
     out = model(features, training=False)
     for t in tasks:
@@ -69,15 +70,17 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...]) -> dict:
       preds[t].append(out[t].numpy())
     if "oracle_ctr" in features:
       oracle.append(features["oracle_ctr"].numpy())
+    if group_key:
+      groups.append(features[group_key].numpy())
   metrics = {}
   for t in tasks:
     y, p = np.concatenate(labels[t]), np.concatenate(preds[t]).astype(np.float64)
-    both = len(np.unique(y)) == 2
-    metrics[t] = {"auc": float(roc_auc_score(y, p)) if both else None,
-                  "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-                  "mean_label": float(y.mean()), "mean_prediction": float(p.mean()), "examples": int(len(y))}
+    metrics[t] = {"auc": auc(y, p), "logloss": logloss(y, p), "mean_label": float(y.mean()),
+                  "mean_prediction": float(p.mean()), "examples": int(len(y))}
+    if group_key:
+      metrics[t]["gauc"] = group_auc(y, p, np.concatenate(groups))
   if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
-    metrics["click"]["oracle_auc"] = float(roc_auc_score(np.concatenate(labels["click"]), np.concatenate(oracle)))
+    metrics["click"]["oracle_auc"] = auc(np.concatenate(labels["click"]), np.concatenate(oracle))
   return metrics
 
 

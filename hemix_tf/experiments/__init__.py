@@ -1,0 +1,1 @@
+"""The experiment harness that reproduces the papers' tables (`hemix-experiment`, docs/RESULTS.md)."""

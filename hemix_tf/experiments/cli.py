@@ -1,0 +1,44 @@
+"""`hemix-experiment`: one suite on one dataset over seeds (hemix_tf/experiments/harness.py).
+
+  hemix-experiment --suite=table2 --dataset=ml-100k --seeds=3
+  hemix-experiment --suite=table3 --dataset=synthetic --synthetic_impressions=1000000
+A killed grid resumes: finished runs are skipped.
+"""
+from __future__ import annotations
+
+from absl import flags, logging
+
+from hemix_tf import cli_flags
+from hemix_tf.experiments.harness import ExperimentConfig, markdown, run_grid
+from hemix_tf.experiments.suites import SUITES
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_enum("suite", None, sorted(SUITES), "The suite (a table of the paper).", required=True,
+                  flag_values=FLAGS)
+flags.DEFINE_enum("dataset", None, ["ml-100k", "amazon-grocery", "synthetic"], "The dataset.", required=True,
+                  flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "runs/experiments", "Data, runs and tables go here.", flag_values=FLAGS)
+flags.DEFINE_integer("seeds", 3, "Seeds per model.", flag_values=FLAGS)
+flags.DEFINE_integer("train_steps", 0, "Steps per run (0: one epoch of train).", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 256, "Batch size, the same for every model.", flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", 1e-3, "Learning rate, the same for every model.", flag_values=FLAGS)
+flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
+flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
+
+
+def main(argv) -> None:
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  results = run_grid(ExperimentConfig(
+      suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
+      train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models)))
+  print(markdown(results))
+
+
+def run_cli():
+  cli_flags.run(main, FLAGS)
+
+
+if __name__ == "__main__":
+  run_cli()

@@ -1,0 +1,51 @@
+"""The model grids of the suites, at the CPU scale of this project (HeMix `cpu-small`: 0.44M dense
+parameters). The paper's protocol: the same batch size and learning rate for every model (Section
+4.1.4); for Table 2 the models are sized to about the same dense-parameter budget (the figures the
+harness reports show how close each lands).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from hemix_tf.model.baselines import BaselineConfig
+from hemix_tf.model.config import InputConfig, Interaction, preset
+
+HEMIX = preset("cpu-small")
+_SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
+
+
+def baseline(model: str, **size) -> BaselineConfig:
+  """A baseline with HeMix's embeddings, tables, tasks and heads."""
+  return BaselineConfig(model=model, **_SHARED, **size)
+
+
+SUITES: dict[str, dict[str, InputConfig]] = {
+    # HeMix Table 2: dense parameters within about 0.7-1.4x of HeMix cpu-small's.
+    "table2": {
+        "DLRM": baseline("dlrm", hidden=(768, 384, 128)),
+        "DCNv2": baseline("dcnv2", cross_rank=64, hidden=(256, 128)),
+        "DCNv2-parallel": baseline("dcnv2-parallel", cross_rank=64, hidden=(256, 128)),
+        "AutoInt+": baseline("autoint", d=48, layers=3, hidden=(256, 128)),
+        "Hiformer": baseline("hiformer", d=32, layers=2),
+        "MTGR": baseline("mtgr", d=96, heads=4, layers=3),
+        "RankMixer": baseline("rankmixer", d=32, tokens=16, layers=2),
+        "Transformer": baseline("transformer", d=64, tokens=16, heads=4, layers=3),
+        "HeMix": HEMIX,
+    },
+    # HeMix Table 3: tokenization ablations.
+    "table3": {
+        "HeMix": HEMIX,
+        "w/o Fixed Query": dataclasses.replace(HEMIX, use_fixed_queries=False),
+        "w/o Mixed-Queries": dataclasses.replace(HEMIX, use_mixed_queries=False),
+        "w/o Global Sequence": dataclasses.replace(HEMIX, use_global_sequence=False),
+        "w/o Real-time Sequence": dataclasses.replace(HEMIX, use_realtime_sequence=False),
+    },
+    # HeMix Table 4: the interaction block on HeMix's tokens.
+    "table4": {
+        "HeteroMixer": HEMIX,
+        "RankMixer": dataclasses.replace(HEMIX, interaction=Interaction.RANKMIXER),
+        "Transformer": dataclasses.replace(HEMIX, interaction=Interaction.TRANSFORMER),
+    },
+}
+REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer"}  # Rela.Imp base (Eq. 25)
+PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer"}  # t-tested against the best other
