@@ -1,5 +1,5 @@
-"""The baselines under HeMix's feature interface: each trains (its loss falls), and the accounting is
-the same for all (same embeddings, params split, profiler FLOPs)."""
+"""The baselines, HyFormer and LONGER + RankMixer under HeMix's feature interface: each trains (its loss
+falls), and the accounting is the same for all (same embeddings, params split, profiler FLOPs)."""
 import dataclasses
 
 import numpy as np
@@ -11,6 +11,7 @@ from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.model.baselines import BASELINES, BaselineConfig
 from hemix_tf.model.config import preset
+from hemix_tf.model.hyformer import ENCODERS, HyFormerConfig
 from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
 
 from model_inputs import encoded, random_features
@@ -19,6 +20,8 @@ FC = load_feature_config("synthetic-lbs")
 SMALL = preset("cpu-small")
 SHARED = {k: getattr(SMALL, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
 CONFIGS = {name: BaselineConfig(model=name, **SHARED) for name in BASELINES} | {"hemix": SMALL}
+CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODERS}
+CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 
@@ -57,3 +60,15 @@ def test_unknown_baseline_and_bad_rankmixer_width_are_errors():
     BaselineConfig(model="widedeep")
   with pytest.raises(ValueError, match="divisible"):
     build_model(FC, dataclasses.replace(CONFIGS["rankmixer"], d=30, tokens=16), TABLES)
+
+
+def test_hyformer_queries_read_their_own_sequence(batch):
+  """Multi-sequence modelling (HyFormer 3.7): changing only the real-time events changes the output,
+  and a HyFormer whose d does not divide by T is refused."""
+  model = build_model(FC, CONFIGS["hyformer-longer"], TABLES)
+  base = model(batch)["click"].numpy()
+  rt = batch["realtime_item_id"]
+  changed = dict(batch, realtime_item_id=rt.with_flat_values((rt.flat_values + 7) % 1000))
+  assert not np.allclose(model(changed)["click"].numpy(), base)
+  with pytest.raises(ValueError, match="divide"):
+    HyFormerConfig(**SHARED, d=30)

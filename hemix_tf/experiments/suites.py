@@ -9,6 +9,7 @@ import dataclasses
 
 from hemix_tf.model.baselines import BaselineConfig
 from hemix_tf.model.config import InputConfig, Interaction, preset
+from hemix_tf.model.hyformer import HyFormerConfig
 
 HEMIX = preset("cpu-small")
 _SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
@@ -46,6 +47,16 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "RankMixer": dataclasses.replace(HEMIX, interaction=Interaction.RANKMIXER),
         "Transformer": dataclasses.replace(HEMIX, interaction=Interaction.TRANSFORMER),
     },
+    # HyFormer Table 1 style: HyFormer (its three sequence encoders) against LONGER + RankMixer; HeMix too.
+    "hyformer": {
+        "LONGER+RankMixer": HyFormerConfig(**_SHARED, d=64, two_stage=True),
+        "HyFormer (LONGER enc.)": HyFormerConfig(**_SHARED, d=64, encoder="longer"),
+        "HyFormer (Transformer enc.)": HyFormerConfig(**_SHARED, d=64, encoder="transformer"),
+        "HyFormer (SwiGLU enc.)": HyFormerConfig(**_SHARED, d=64, encoder="swiglu"),
+        "HeMix": HEMIX,
+    },
 }
-REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer"}  # Rela.Imp base (Eq. 25)
-PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer"}  # t-tested against the best other
+REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Rela.Imp base (Eq. 25)
+             "hyformer": "LONGER+RankMixer"}
+PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
+            "hyformer": "HyFormer (LONGER enc.)"}

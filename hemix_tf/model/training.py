@@ -11,6 +11,7 @@ from hemix_tf.data.preprocessing import HashingPreprocessor
 from hemix_tf.model.baselines import Baseline, BaselineConfig
 from hemix_tf.model.config import HeMixConfig, InputConfig
 from hemix_tf.model.hemix import HeMix
+from hemix_tf.model.hyformer import HyFormer, HyFormerConfig
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
@@ -24,11 +25,14 @@ def hashing_preprocessor(feature_config: FeatureConfig, config: InputConfig) -> 
 
 
 def build_model(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int]) -> keras.Model:
-  """HeMix for a HeMixConfig, the named baseline for a BaselineConfig: the same inputs, embeddings, heads."""
+  """HeMix, a baseline, HyFormer or LONGER + RankMixer by the config's type: the same inputs, embeddings
+  and heads."""
   if isinstance(config, HeMixConfig):
     return HeMix(feature_config, config, table_sizes)
   if isinstance(config, BaselineConfig):
     return Baseline(feature_config, config, table_sizes)
+  if isinstance(config, HyFormerConfig):
+    return HyFormer(feature_config, config, table_sizes)
   raise TypeError(f"no model for {type(config).__name__}")
 
 
