@@ -12,6 +12,7 @@ from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.model.baselines import BASELINES, BaselineConfig
 from hemix_tf.model.config import preset
 from hemix_tf.model.hyformer import ENCODERS, HyFormerConfig
+from hemix_tf.model.mixformer import MixFormerConfig
 from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
 
 from model_inputs import encoded, random_features
@@ -22,6 +23,8 @@ SHARED = {k: getattr(SMALL, k) for k in ("embedding_dim", "hash_buckets", "time_
 CONFIGS = {name: BaselineConfig(model=name, **SHARED) for name in BASELINES} | {"hemix": SMALL}
 CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODERS}
 CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
+CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
+CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 
@@ -72,3 +75,17 @@ def test_hyformer_queries_read_their_own_sequence(batch):
   assert not np.allclose(model(changed)["click"].numpy(), base)
   with pytest.raises(ValueError, match="divide"):
     HyFormerConfig(**SHARED, d=30)
+
+
+def test_ui_mixformer_user_heads_depend_on_the_user_alone(batch):
+  """UI-MixFormer: masked HeadMixing keeps item sub-vectors out of the user heads, so they are the same
+  whatever the candidate; the item heads do change. Plain MixFormer mixes everything."""
+  other = encoded(FC, random_features(FC, 128, seed=9), SMALL)
+  item = {f.name for f in FC.features if f.group.value != "user"}
+  swapped = dict(batch, **{k: other[k] for k in item})
+  model = build_model(FC, CONFIGS["ui-mixformer"], TABLES)
+  a, b = model.head_tokens(batch).numpy(), model.head_tokens(swapped).numpy()
+  np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-6)
+  assert not np.allclose(a[:, 4:], b[:, 4:])
+  plain = build_model(FC, CONFIGS["mixformer"], TABLES)
+  assert not np.allclose(plain.head_tokens(batch).numpy()[:, :4], plain.head_tokens(swapped).numpy()[:, :4])

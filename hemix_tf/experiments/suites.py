@@ -10,6 +10,7 @@ import dataclasses
 from hemix_tf.model.baselines import BaselineConfig
 from hemix_tf.model.config import InputConfig, Interaction, preset
 from hemix_tf.model.hyformer import HyFormerConfig
+from hemix_tf.model.mixformer import MixFormerConfig
 
 HEMIX = preset("cpu-small")
 _SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
@@ -47,12 +48,15 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "RankMixer": dataclasses.replace(HEMIX, interaction=Interaction.RANKMIXER),
         "Transformer": dataclasses.replace(HEMIX, interaction=Interaction.TRANSFORMER),
     },
-    # HyFormer Table 1 style: HyFormer (its three sequence encoders) against LONGER + RankMixer; HeMix too.
+    # HyFormer Table 1 style: HyFormer (its three sequence encoders) against LONGER + RankMixer; MixFormer,
+    # UI-MixFormer and HeMix beside them.
     "hyformer": {
         "LONGER+RankMixer": HyFormerConfig(**_SHARED, d=64, two_stage=True),
         "HyFormer (LONGER enc.)": HyFormerConfig(**_SHARED, d=64, encoder="longer"),
         "HyFormer (Transformer enc.)": HyFormerConfig(**_SHARED, d=64, encoder="transformer"),
         "HyFormer (SwiGLU enc.)": HyFormerConfig(**_SHARED, d=64, encoder="swiglu"),
+        "MixFormer": MixFormerConfig(**_SHARED, heads=8, d=64),
+        "UI-MixFormer": MixFormerConfig(**_SHARED, heads=8, d=64, user_heads=4),
         "HeMix": HEMIX,
     },
 }

@@ -12,6 +12,7 @@ from hemix_tf.model.baselines import Baseline, BaselineConfig
 from hemix_tf.model.config import HeMixConfig, InputConfig
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.hyformer import HyFormer, HyFormerConfig
+from hemix_tf.model.mixformer import MixFormer, MixFormerConfig
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
@@ -25,14 +26,16 @@ def hashing_preprocessor(feature_config: FeatureConfig, config: InputConfig) -> 
 
 
 def build_model(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int]) -> keras.Model:
-  """HeMix, a baseline, HyFormer or LONGER + RankMixer by the config's type: the same inputs, embeddings
-  and heads."""
+  """HeMix, a baseline, HyFormer / LONGER + RankMixer or (UI-)MixFormer by the config's type: the same
+  inputs, embeddings and heads."""
   if isinstance(config, HeMixConfig):
     return HeMix(feature_config, config, table_sizes)
   if isinstance(config, BaselineConfig):
     return Baseline(feature_config, config, table_sizes)
   if isinstance(config, HyFormerConfig):
     return HyFormer(feature_config, config, table_sizes)
+  if isinstance(config, MixFormerConfig):
+    return MixFormer(feature_config, config, table_sizes)
   raise TypeError(f"no model for {type(config).__name__}")
 
 
