@@ -39,3 +39,11 @@ def test_grid_runs_aggregates_and_resumes(tmp_path, monkeypatch):
   second = run_grid(cfg)
   assert calls == [("Transformer", 1)]
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
+
+
+def test_scaling_plot_is_written(tmp_path):
+  rows = {f"{family} {size}": {"dense_params": size * 1000, "gflops": size / 1e3,
+                               "click": {"auc": {"mean": 0.7 + size / 1e4, "std": 0.001}}}
+          for family in ("HeMix", "RankMixer") for size in (16, 32, 64, 128)}
+  harness.scaling_plot({"models": rows, "dataset": "x", "config": {"seeds": 3}}, tmp_path / "s.png")
+  assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -124,7 +124,35 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   results = aggregate(cfg, runs)
   (suite_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (suite_dir / "results.md").write_text(markdown(results))
+  if cfg.suite == "scaling":
+    scaling_plot(results, suite_dir / "scaling.png")
   return results
+
+
+def scaling_plot(results: dict, path: Path) -> None:
+  """HeMix Figure 3 style: CTR AUC (mean ± std over seeds) against dense params and against GFLOPs,
+  log x-axis, one line per model family (the name before the first space)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  families = {}
+  for name, row in results["models"].items():
+    families.setdefault(name.split(" ")[0], []).append(row)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, key, label in ((axes[0], "dense_params", "dense parameters"), (axes[1], "gflops", "GFLOPs / example")):
+    for family, rows in families.items():
+      rows = sorted(rows, key=lambda r: r[key])
+      ax.errorbar([r[key] for r in rows], [r["click"]["auc"]["mean"] for r in rows],
+                  yerr=[r["click"]["auc"]["std"] for r in rows], marker="o", capsize=3, label=family)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("CTR AUC")
+    ax.grid(True, which="both", alpha=0.3)
+  axes[0].legend()
+  fig.suptitle(f"Scaling on {results['dataset']} ({results['config']['seeds']} seeds)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def _stat(values: list) -> dict:

@@ -13,6 +13,7 @@ from hemix_tf.model.hyformer import HyFormerConfig
 from hemix_tf.model.mixformer import MixFormerConfig
 
 HEMIX = preset("cpu-small")
+SCALES = (16, 32, 64, 128)  # token widths of the scaling suite
 _SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
 
 
@@ -59,8 +60,13 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "UI-MixFormer": MixFormerConfig(**_SHARED, heads=8, d=64, user_heads=4),
         "HeMix": HEMIX,
     },
+    # HeMix Figure 3: HeMix and RankMixer at four widths (AUC against params and GFLOPs: scaling.png).
+    "scaling": {
+        **{f"HeMix d_T={d}": dataclasses.replace(HEMIX, d_t=d, attention_dim=d, ns_hidden=(4 * d,)) for d in SCALES},
+        **{f"RankMixer d={d}": baseline("rankmixer", d=d, tokens=16, layers=2) for d in SCALES},
+    },
 }
 REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Rela.Imp base (Eq. 25)
-             "hyformer": "LONGER+RankMixer"}
+             "hyformer": "LONGER+RankMixer", "scaling": f"RankMixer d={SCALES[0]}"}
 PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
-            "hyformer": "HyFormer (LONGER enc.)"}
+            "hyformer": "HyFormer (LONGER enc.)", "scaling": f"HeMix d_T={SCALES[-1]}"}
