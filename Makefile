@@ -32,7 +32,7 @@ demo: install
 	$(PY) -m hemix_tf.demo --run_dir=$(RUN_DIR)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
