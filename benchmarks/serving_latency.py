@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from hemix_tf.data.feature_config import FeatureGroup, load_feature_config
+from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import Signatures
 from hemix_tf.model.hemix import HeMix
