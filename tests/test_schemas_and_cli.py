@@ -1,5 +1,6 @@
 """Checked-in TFMD schemas match the configs and TFDV enforces them; the hemix-data CLI works."""
 import json
+import os
 import subprocess
 import sys
 
@@ -50,3 +51,12 @@ def test_cli_refuses_to_overwrite(tmp_path):
   subprocess.run(args, check=True, capture_output=True)
   proc = subprocess.run(args, capture_output=True, text=True)
   assert proc.returncode != 0 and "is not empty" in proc.stderr
+
+
+def test_entry_points_get_keras_2_without_the_environment_variable():
+  """The console scripts run without TF_USE_LEGACY_KERAS exported: tensorflow-recommenders (imported by
+  the baselines) refuses Keras 3, and TFMA / Beam load the SavedModel through tf.keras."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+  code = ("import pipelines.batch_scoring_cli, hemix_tf.experiments.cli, tensorflow as tf, tf_keras; "
+          "assert tf.keras.Model is tf_keras.Model, tf.keras.Model")
+  subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
