@@ -103,7 +103,7 @@ class CrossAttention(keras.layers.Layer):
 
   def _split(self, x):  # [B, n, D] -> [B, h, n, D/h]
     d = x.shape[-1]
-    return tf.transpose(tf.reshape(x, [tf.shape(x)[0], -1, self.heads, d // self.heads]), [0, 2, 1, 3])
+    return tf.transpose(tf.reshape(x, [tf.shape(x)[0], _dim(x, 1), self.heads, d // self.heads]), [0, 2, 1, 3])
 
   def call(self, inputs):
     queries, keys, values, mask = inputs
@@ -114,7 +114,13 @@ class CrossAttention(keras.layers.Layer):
     valid = mask[:, None, None, :]
     att = tf.nn.softmax(scores + (1.0 - valid) * -1e9, axis=-1) * valid
     o = tf.transpose(tf.matmul(att, v), [0, 2, 1, 3])
-    return self.w_o(tf.reshape(o, [tf.shape(o)[0], -1, queries.shape[-1]]))
+    return self.w_o(tf.reshape(o, [tf.shape(o)[0], _dim(queries, 1), queries.shape[-1]]))
+
+
+def _dim(x: tf.Tensor, axis: int):
+  """The static size of an axis where known (it keeps the number of query tokens static behind a batch
+  of unknown size, which the token mixers need), else the dynamic one (sequence lengths)."""
+  return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
 
 
 class SequenceEncoderLayer(keras.layers.Layer):
