@@ -1,15 +1,17 @@
 """The experiment harness: a grid runs, aggregates (Rela.Imp, t-test, GAUC) and resumes after a kill."""
 import json
+import shutil
 
+import numpy as np
 import pytest
 
+from hemix_tf.data.examples import read_timestamps
 from hemix_tf.experiments import harness
 from hemix_tf.experiments.harness import ExperimentConfig, run_grid
 from hemix_tf.metrics import group_auc, rela_imp
 
 
 def test_group_auc_and_rela_imp():
-  import numpy as np
   labels = np.array([1, 0, 1, 0, 1, 1])
   preds = np.array([0.9, 0.1, 0.2, 0.8, 0.5, 0.6])
   groups = np.array([1, 1, 2, 2, 3, 3])  # user 3 has one class only: left out
@@ -17,10 +19,25 @@ def test_group_auc_and_rela_imp():
   assert rela_imp(0.7350, 0.7312) == pytest.approx(1.64, abs=0.01)  # HeMix Table 2: HeMix-Small vs DLRM
 
 
+SYNTHETIC = {"dataset": "synthetic", "synthetic_impressions": 1500, "train_steps": 3}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  """The synthetic dataset and its examples, made once; each test copies them into its output_dir."""
+  out = tmp_path_factory.mktemp("experiments")
+  harness.prepare_examples(ExperimentConfig(suite="table4", output_dir=str(out), **SYNTHETIC))
+  return out / "synthetic" / "data"
+
+
+def _output_dir(prepared, tmp_path) -> str:
+  shutil.copytree(prepared, tmp_path / "synthetic" / "data")
+  return str(tmp_path)
+
+
 @pytest.mark.slow
-def test_grid_runs_aggregates_and_resumes(tmp_path, monkeypatch):
-  cfg = ExperimentConfig(suite="table4", dataset="synthetic", output_dir=str(tmp_path), seeds=2, train_steps=3,
-                         synthetic_impressions=1500)
+def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
+  cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=2, **SYNTHETIC)
   first = run_grid(cfg)
   assert set(first["models"]) == {"HeteroMixer", "RankMixer", "Transformer"}
   row = first["models"]["HeteroMixer"]
@@ -28,17 +45,51 @@ def test_grid_runs_aggregates_and_resumes(tmp_path, monkeypatch):
   assert row["click"]["rela_imp_pct"] == pytest.approx(0.0)  # the reference itself
   assert 0.5 < row["oracle_auc"] <= 1.0 and row["click"]["gauc"]["mean"] is not None
   assert first["t_test"]["proposed"] == "HeteroMixer" and 0.0 <= first["t_test"]["p"] <= 1.0
+  assert first["learning_rate"] == 1e-3 and first["tuning"] is None
   table = (tmp_path / "synthetic" / "table4" / "results.md").read_text()
-  assert "| RankMixer |" in table and "t-test" in table
+  assert "| RankMixer |" in table and "t-test" in table and "not tuned" in table
 
   # A "killed" grid: one run missing. Only that run trains again; the others are read back.
-  (tmp_path / "synthetic" / "table4" / "runs" / "Transformer" / "seed1.json").unlink()
+  (tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps" / "Transformer" / "seed1.json").unlink()
   calls = []
   real = harness.run_one
   monkeypatch.setattr(harness, "run_one", lambda *a: calls.append(a[1:3]) or real(*a))
   second = run_grid(cfg)
   assert calls == [("Transformer", 1)]
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
+
+
+def test_validation_split_is_the_end_of_train(prepared):
+  job = json.loads((prepared / "examples" / "job_summary.json").read_text())
+  timestamps = read_timestamps(job["outputs"]["train"])
+  split = harness.validation_split(job, 0.2)
+  cut = split.eval_timestamps[0]
+  assert split.train_timestamps == (None, cut) and split.eval_files == job["outputs"]["train"]
+  assert split.train_examples == (timestamps < cut).sum()
+  assert 0.75 <= split.train_examples / len(timestamps) <= 0.8  # ties at the cut go to validation
+  assert timestamps.max() < json.loads((prepared / "raw" / "manifest.json").read_text())["eval_start_timestamp"]
+
+
+@pytest.mark.slow
+def test_learning_rate_is_chosen_on_validation_never_on_eval(prepared, tmp_path):
+  cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=1,
+                         models=("HeteroMixer", "RankMixer"), learning_rates=(1e-4, 3e-2), **SYNTHETIC)
+  results = run_grid(cfg)
+  job = json.loads((tmp_path / "synthetic" / "data" / "examples" / "job_summary.json").read_text())
+  cut = results["tuning"]["validation_from_timestamp"]
+  validation = (read_timestamps(job["outputs"]["train"]) >= cut).sum()
+  mean = {}
+  for lr in cfg.learning_rates:
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "synthetic" / "table4" / "tuning" / cfg.protocol(lr)).glob("*/seed0.json")]
+    assert len(runs) == 2 and all(r["split"] == "validation" and r["learning_rate"] == lr for r in runs)
+    assert all(r["metrics"]["click"]["examples"] == validation for r in runs)  # scored on validation only
+    mean[lr] = np.mean([r["metrics"]["click"]["auc"] for r in runs])
+  assert results["learning_rate"] == max(mean, key=mean.get)
+  final = [json.loads(p.read_text()) for p in
+           (tmp_path / "synthetic" / "table4" / "runs" / cfg.protocol(results["learning_rate"])).glob("*/seed0.json")]
+  assert len(final) == 2 and all(r["split"] == "eval" and r["learning_rate"] == results["learning_rate"] for r in final)
+  assert all(r["metrics"]["click"]["examples"] == job["counters"]["eval_examples"] for r in final)
+  assert "chosen by the mean validation CTR AUC" in (tmp_path / "synthetic" / "table4" / "results.md").read_text()
 
 
 def test_scaling_plot_is_written(tmp_path):

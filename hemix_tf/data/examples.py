@@ -104,12 +104,17 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
 
 
 def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shuffle_buffer: int = 0,
-                 repeat: bool = False, seed: int | None = None, preprocess=None) -> tf.data.Dataset:
+                 repeat: bool = False, seed: int | None = None, preprocess=None,
+                 timestamps: tuple[int | None, int | None] | None = None) -> tf.data.Dataset:
   """Batches parsed by `spec` from gzip TFRecords (the sequence job's, or the Transform component's),
-  then mapped by `preprocess` if given: a dict of dense and ragged / sparse tensors."""
+  then mapped by `preprocess` if given: a dict of dense and ragged / sparse tensors. `timestamps`
+  (start, end), either end None for open, keeps the examples with start <= `timestamp` < end."""
   files = tf.data.Dataset.list_files(file_pattern, shuffle=bool(shuffle_buffer), seed=seed)
   ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle_buffer)
+  if timestamps is not None:
+    start, end = timestamps
+    ds = ds.filter(lambda x: _within(tf.io.parse_single_example(x, _TIMESTAMP_SPEC)[TIMESTAMP], start, end))
   if shuffle_buffer:
     ds = ds.shuffle(shuffle_buffer, seed=seed)
   if repeat:
@@ -119,3 +124,22 @@ def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shu
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
+
+
+_TIMESTAMP_SPEC = {TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+
+
+def _within(t: tf.Tensor, start: int | None, end: int | None) -> tf.Tensor:
+  keep = tf.constant(True)
+  if start is not None:
+    keep = keep & (t >= start)
+  if end is not None:
+    keep = keep & (t < end)
+  return keep
+
+
+def read_timestamps(file_pattern: str) -> np.ndarray:
+  """The `timestamp` of every example in gzip TFRecords (file order)."""
+  ds = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type="GZIP").batch(8192)
+  ds = ds.map(lambda x: tf.io.parse_example(x, _TIMESTAMP_SPEC)[TIMESTAMP], num_parallel_calls=tf.data.AUTOTUNE)
+  return np.concatenate([b.numpy() for b in ds] or [np.zeros([0], np.int64)])

@@ -2,6 +2,7 @@
 
   hemix-experiment --suite=table2 --dataset=ml-100k --seeds=3
   hemix-experiment --suite=table3 --dataset=synthetic --synthetic_impressions=1000000
+  hemix-experiment --suite=table4 --dataset=ml-100k --learning_rates=3e-4,1e-3,3e-3   # tuned on validation
 A killed grid resumes: finished runs are skipped.
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ flags.DEFINE_string("output_dir", "runs/experiments", "Data, runs and tables go 
 flags.DEFINE_integer("seeds", 3, "Seeds per model.", flag_values=FLAGS)
 flags.DEFINE_integer("train_steps", 0, "Steps per run (0: one epoch of train).", flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 256, "Batch size, the same for every model.", flag_values=FLAGS)
-flags.DEFINE_float("learning_rate", 1e-3, "Learning rate, the same for every model.", flag_values=FLAGS)
+flags.DEFINE_list("learning_rates", ["1e-3"], "The learning rate, the same for every model; several: the one "
+                  "with the best mean validation CTR AUC over the models is used.", flag_values=FLAGS)
+flags.DEFINE_float("validation_fraction", 0.1, "The last share of train (by time) that tuning scores on.",
+                   flag_values=FLAGS)
 flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
 flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
 
@@ -31,7 +35,8 @@ def main(argv) -> None:
   logging.set_verbosity(logging.WARNING)
   results = run_grid(ExperimentConfig(
       suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
-      train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
+      learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models)))
   print(markdown(results))
 

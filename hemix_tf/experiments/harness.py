@@ -1,16 +1,21 @@
 """Train and evaluate a suite's models over seeds on one dataset; aggregate into JSON and a Markdown table.
 
-  <out>/<dataset>/data/{raw,examples}            hemix-data + the Beam sequence job (made once)
-  <out>/<dataset>/<suite>/runs/<model>/seed<k>.json   one finished run (the grid resumes by skipping these)
-  <out>/<dataset>/<suite>/results.{json,md}       the table
+  <out>/<dataset>/data/{raw,examples}                          hemix-data + the Beam sequence job (made once)
+  <out>/<dataset>/<suite>/tuning/<protocol>/<model>/seed0.json   a tuning run (train minus validation -> validation)
+  <out>/<dataset>/<suite>/runs/<protocol>/<model>/seed<k>.json   a final run (train -> eval)
+  <out>/<dataset>/<suite>/results.{json,md}                     the table
+<protocol> names the shared hyper-parameters, e.g. bs256-lr0.001-1epoch; the grid resumes by skipping
+finished runs of the same protocol.
 
 Protocol (HeMix Section 4.1): every model is trained from scratch with the same batch size, learning rate
 and number of steps on the train split (the standard time split's first 90%) and evaluated on the eval
-split; no hyper-parameter is chosen per model, so no validation split is needed (a tuning run must carve
-one from the end of train, never use eval). Reported: mean ± std over seeds of AUC, LogLoss and user-level
-GAUC per task, Rela.Imp (Eq. 25) against the suite's reference model, dense / embedding parameters and
-forward GFLOPs per example (hemix_tf.model.accounting), and a two-tailed unpaired t-test of the proposed
-model against the best other model by mean CTR AUC (the paper's protocol).
+split. With several learning rates the shared one is chosen on a validation split carved from the end of
+train by time (its last `validation_fraction`, seed 0): each model trains on the rest and is scored on it,
+and the rate with the best mean validation CTR AUC over the suite's models is used for all of them; eval
+is never read to choose. Reported: mean ± std over seeds of AUC, LogLoss and user-level GAUC per task,
+Rela.Imp (Eq. 25) against the suite's reference model, dense / embedding parameters and forward GFLOPs
+per example (hemix_tf.model.accounting), and a two-tailed unpaired t-test of the proposed model against
+the best other model by mean CTR AUC (the paper's protocol).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from tqdm import tqdm
 
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
-from hemix_tf.data.examples import make_dataset
+from hemix_tf.data.examples import make_dataset, read_timestamps
 from hemix_tf.data.feature_config import USER_ID, load_feature_config
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
@@ -44,9 +49,10 @@ class ExperimentConfig:
   dataset: str  # ml-100k | amazon-grocery | synthetic
   output_dir: str = "runs/experiments"
   seeds: int = 3
-  train_steps: int = 0  # 0: one epoch of the train split
+  train_steps: int = 0  # 0: one epoch of the split's training examples
   batch_size: int = 256  # the paper's, for every model
-  learning_rate: float = 1e-3  # the same for every model
+  learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
+  validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
   synthetic_impressions: int = 1_000_000
   models: tuple[str, ...] = ()  # a subset of the suite's models (default: all)
 
@@ -56,6 +62,41 @@ class ExperimentConfig:
     unknown = set(self.models) - set(SUITES[self.suite])
     if unknown:
       raise ValueError(f"{sorted(unknown)} not in suite {self.suite}: {sorted(SUITES[self.suite])}")
+    if not self.learning_rates or len(set(self.learning_rates)) != len(self.learning_rates):
+      raise ValueError(f"learning_rates must be distinct and not empty: {self.learning_rates}")
+    if not 0 < self.validation_fraction < 1:
+      raise ValueError(f"validation_fraction must be in (0, 1): {self.validation_fraction}")
+
+  def protocol(self, learning_rate: float) -> str:
+    """The shared hyper-parameters as a directory name, e.g. bs256-lr0.001-1epoch."""
+    length = f"{self.train_steps}steps" if self.train_steps else "1epoch"
+    return f"bs{self.batch_size}-lr{learning_rate:g}-{length}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """What one run trains on and is scored on: the sequence job's files, optionally cut by timestamp."""
+  name: str  # eval | validation
+  train_files: str
+  train_examples: int
+  eval_files: str
+  train_timestamps: tuple[int | None, int | None] | None = None
+  eval_timestamps: tuple[int | None, int | None] | None = None
+
+
+def eval_split(job: dict) -> Split:
+  return Split("eval", job["outputs"]["train"], job["counters"]["train_examples"], job["outputs"]["eval"])
+
+
+def validation_split(job: dict, fraction: float) -> Split:
+  """Train's last `fraction` by time (every example at or after the cut timestamp) against the rest."""
+  timestamps = np.sort(read_timestamps(job["outputs"]["train"]))
+  cut = int(timestamps[min(int(len(timestamps) * (1 - fraction)), len(timestamps) - 1)])
+  before = int(np.searchsorted(timestamps, cut))
+  if before == 0:
+    raise ValueError(f"no train example before the validation cut {cut}: lower validation_fraction")
+  return Split("validation", job["outputs"]["train"], before, job["outputs"]["train"],
+               train_timestamps=(None, cut), eval_timestamps=(cut, None))
 
 
 def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
@@ -76,52 +117,84 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   return manifest, json.loads(summary_file.read_text())
 
 
-def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, job: dict) -> dict:
-  """Trains one model with one seed and evaluates it."""
+def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: Split,
+            learning_rate: float) -> dict:
+  """Trains one model with one seed on the split's training examples and scores it on its eval ones."""
   config = SUITES[cfg.suite][name]
   fc = load_feature_config(manifest["feature_config"])
   preprocessor = hashing_preprocessor(fc, config)
   keras.utils.set_random_seed(seed)
-  train_examples = job["counters"]["train_examples"]
-  steps = cfg.train_steps or -(-train_examples // cfg.batch_size)
+  steps = cfg.train_steps or -(-split.train_examples // cfg.batch_size)
 
   def keep_user(raw):
     return {**preprocessor(raw), GROUP: raw[USER_ID]}
 
-  train = make_dataset(job["outputs"]["train"], preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
-                       repeat=True, seed=seed, preprocess=preprocessor).map(lambda f: with_labels(f, config.tasks))
-  model = build_and_compile(fc, config, preprocessor.table_sizes, cfg.learning_rate)
+  train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
+                       repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps)
+  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate)
   start = time.perf_counter()
-  history = model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+  history = model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=steps, epochs=1,
+                      verbose=0)
   seconds = time.perf_counter() - start
-  metrics = evaluate(model, make_dataset(job["outputs"]["eval"], preprocessor.raw_spec, 2048, preprocess=keep_user),
-                     config.tasks, group_key=GROUP)
-  return {"model": name, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1),
-          "train_loss": float(history.history["loss"][-1]), "metrics": metrics,
-          **parameter_counts(model, fc), "gflops": forward_flops(model, fc) / 1e9,
+  scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
+                        timestamps=split.eval_timestamps)
+  metrics = evaluate(model, scored, config.tasks, group_key=GROUP)
+  return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate, "steps": steps,
+          "train_seconds": round(seconds, 1), "train_loss": float(history.history["loss"][-1]),
+          "metrics": metrics, **parameter_counts(model, fc), "gflops": forward_flops(model, fc) / 1e9,
           "config": dataclasses.asdict(config)}
+
+
+def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
+  """run(name, seed) for every (name, seed) without a JSON file in `directory` yet (written atomically:
+  a run is either finished or absent, so a killed grid resumes here); all the results, in grid order."""
+  def path(name, seed):
+    return directory / name.replace("/", "_") / f"seed{seed}.json"
+
+  with tqdm(grid, desc=desc, unit="run") as bar:
+    for name, seed in bar:
+      bar.set_postfix_str(f"{name} seed {seed}")
+      if path(name, seed).exists():
+        continue
+      result = run(name, seed)
+      path(name, seed).parent.mkdir(parents=True, exist_ok=True)
+      tmp = path(name, seed).with_suffix(".tmp")
+      tmp.write_text(json.dumps(result, indent=2) + "\n")
+      tmp.rename(path(name, seed))
+      bar.write(f"{name} seed {seed}: {result['split']} CTR AUC {result['metrics']['click']['auc']:.4f} "
+                f"({result['train_seconds']} s)")
+  return [json.loads(path(n, s).read_text()) for n, s in grid]
+
+
+def tune(cfg: ExperimentConfig, names: list[str], manifest: dict, job: dict) -> dict:
+  """The shared learning rate: each model (seed 0) trains on train minus validation at every candidate
+  rate; the rate with the best mean validation CTR AUC over the models wins."""
+  split = validation_split(job, cfg.validation_fraction)
+  scores = {}
+  for lr in cfg.learning_rates:
+    runs = _run_all(cfg, [(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
+                    cfg.protocol(lr), f"tuning {cfg.suite} at lr {lr:g}",
+                    lambda n, s, lr=lr: run_one(cfg, n, s, manifest, split, lr))
+    scores[lr] = {r["model"]: r["metrics"]["click"]["auc"] for r in runs}
+  mean = {lr: float(np.mean(list(s.values()))) for lr, s in scores.items()}
+  best = max(mean, key=mean.get)
+  return {"learning_rate": best, "validation_from_timestamp": split.eval_timestamps[0],
+          "train_examples": split.train_examples,
+          "candidates": [{"learning_rate": lr, "mean_validation_auc": mean[lr], "validation_auc": scores[lr]}
+                         for lr in cfg.learning_rates]}
 
 
 def run_grid(cfg: ExperimentConfig) -> dict:
   manifest, job = prepare_examples(cfg)
   suite_dir = Path(cfg.output_dir) / cfg.dataset / cfg.suite
   names = list(cfg.models or SUITES[cfg.suite])
-  grid = [(name, seed) for name in names for seed in range(cfg.seeds)]
-  with tqdm(grid, desc=f"{cfg.suite} on {cfg.dataset}", unit="run") as bar:
-    for name, seed in bar:
-      path = suite_dir / "runs" / name.replace("/", "_") / f"seed{seed}.json"
-      bar.set_postfix_str(f"{name} seed {seed}")
-      if path.exists():
-        continue  # finished before: a killed grid resumes here
-      result = run_one(cfg, name, seed, manifest, job)
-      path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_suffix(".tmp")
-      tmp.write_text(json.dumps(result, indent=2) + "\n")
-      tmp.rename(path)  # atomic: a run is either finished or absent
-      bar.write(f"{name} seed {seed}: CTR AUC {result['metrics']['click']['auc']:.4f} "
-                f"({result['train_seconds']} s)")
-  runs = [json.loads((suite_dir / "runs" / n.replace("/", "_") / f"seed{s}.json").read_text()) for n, s in grid]
+  tuning = tune(cfg, names, manifest, job) if len(cfg.learning_rates) > 1 else None
+  lr = tuning["learning_rate"] if tuning else cfg.learning_rates[0]
+  split = eval_split(job)
+  runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
+                  f"{cfg.suite} on {cfg.dataset}", lambda n, s: run_one(cfg, n, s, manifest, split, lr))
   results = aggregate(cfg, runs)
+  results.update(learning_rate=lr, tuning=tuning)
   (suite_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (suite_dir / "results.md").write_text(markdown(results))
   if cfg.suite == "scaling":
@@ -214,6 +287,14 @@ def markdown(results: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   oracle = next((row["oracle_auc"] for row in results["models"].values() if "oracle_auc" in row), None)
   notes = [f"\nRela.Imp: HeMix Eq. 25 against {results['reference']} (CTR / CVR AUC)."]
+  tuning = results.get("tuning")
+  if tuning:
+    tried = ", ".join(f"{c['learning_rate']:g}: {c['mean_validation_auc']:.4f}" for c in tuning["candidates"])
+    notes.append(f"Learning rate {results['learning_rate']:g} for every model, chosen by the mean validation CTR "
+                 f"AUC over the models (validation = train examples from timestamp "
+                 f"{tuning['validation_from_timestamp']} on; {tried}).")
+  else:
+    notes.append(f"Learning rate {results['learning_rate']:g} for every model (not tuned).")
   if oracle is not None:
     notes.append(f"Oracle CTR AUC (the true click probabilities on the same eval examples): {oracle:.4f}.")
   test = results["t_test"]
