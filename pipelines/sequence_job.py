@@ -234,6 +234,10 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
              "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
              "config": dataclasses.asdict(cfg)}
   write_summary(cfg.output_dir, summary)
+  if counters["impressions"] != counters["train_examples"] + counters["eval_examples"]:
+    # Every valid impression becomes exactly one example (invalid rows are counted apart, as rejected).
+    raise RuntimeError(f"impressions lost between reading and writing: {counters} (see {cfg.output_dir}/"
+                       "job_summary.json); the outputs are incomplete, re-run the job")
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])
   return summary

@@ -175,3 +175,15 @@ def test_examples_satisfy_the_curated_schema(tmp_path):
   tight = next(f for f in schema.feature if f.name == "global_item_id")
   tight.value_count.max = 3  # sequences are longer than that
   assert "global_item_id" in dict(tfdv.validate_statistics(stats, schema).anomaly_info)
+
+
+def test_the_job_fails_when_an_impression_is_not_written(tmp_path, monkeypatch):
+  """A run whose counters show an impression read but never written (a runner losing elements) raises
+  instead of leaving an incomplete dataset that looks finished."""
+  from pipelines import sequence_job
+  lossy = {name: 0 for name in sequence_job.COUNTERS} | {"impressions": 10, "train_examples": 6, "eval_examples": 3}
+  monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a: dict(lossy))
+  cfg = sequence_job.SequenceJobConfig(str(tmp_path / "i"), str(tmp_path / "e"), str(tmp_path / "out"), 0,
+                                       "movielens")
+  with pytest.raises(RuntimeError, match="impressions lost"):
+    sequence_job.run(cfg)
