@@ -37,7 +37,7 @@ from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 from pipelines.beam_jobs import run_pipeline, write_summary
 
 NAMESPACE = "hemix_sequence_job"
-COUNTERS = ("impressions", "events", "train_examples", "eval_examples", "empty_global",
+COUNTERS = ("impressions", "events", "events_grouped", "train_examples", "eval_examples", "empty_global",
             "empty_realtime", "truncated_global", "truncated_realtime", "rejected_rows")
 REJECTED = "rejected"
 TRAIN, EVAL = "train", "eval"
@@ -162,6 +162,7 @@ class BuildExamples(beam.DoFn):
   def process(self, element) -> Iterator:
     _, tables = element
     tables = list(tables)
+    _counter("events_grouped").inc(sum(t.num_rows for k, t in tables if k == LogKind.EVENTS.value))
     imps = [t for k, t in tables if k == LogKind.IMPRESSIONS.value]
     if not imps:
       return
@@ -234,9 +235,11 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
              "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
              "config": dataclasses.asdict(cfg)}
   write_summary(cfg.output_dir, summary)
-  if counters["impressions"] != counters["train_examples"] + counters["eval_examples"]:
-    # Every valid impression becomes exactly one example (invalid rows are counted apart, as rejected).
-    raise RuntimeError(f"impressions lost between reading and writing: {counters} (see {cfg.output_dir}/"
+  # Every valid row read reaches its user's bucket, and every valid impression becomes one example
+  # (invalid rows are counted apart, as rejected); a runner that loses elements must not look finished.
+  if (counters["impressions"] != counters["train_examples"] + counters["eval_examples"]
+      or counters["events"] != counters["events_grouped"]):
+    raise RuntimeError(f"rows lost between reading and writing: {counters} (see {cfg.output_dir}/"
                        "job_summary.json); the outputs are incomplete, re-run the job")
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])

@@ -178,12 +178,16 @@ def test_examples_satisfy_the_curated_schema(tmp_path):
 
 
 def test_the_job_fails_when_an_impression_is_not_written(tmp_path, monkeypatch):
-  """A run whose counters show an impression read but never written (a runner losing elements) raises
-  instead of leaving an incomplete dataset that looks finished."""
+  """A run whose counters show an impression or event read but never grouped / written (a runner losing
+  elements) raises instead of leaving an incomplete dataset that looks finished."""
   from pipelines import sequence_job
-  lossy = {name: 0 for name in sequence_job.COUNTERS} | {"impressions": 10, "train_examples": 6, "eval_examples": 3}
-  monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a: dict(lossy))
+  whole = {name: 0 for name in sequence_job.COUNTERS} | {"impressions": 10, "train_examples": 7,
+                                                          "eval_examples": 3, "events": 50, "events_grouped": 50}
   cfg = sequence_job.SequenceJobConfig(str(tmp_path / "i"), str(tmp_path / "e"), str(tmp_path / "out"), 0,
                                        "movielens")
-  with pytest.raises(RuntimeError, match="impressions lost"):
-    sequence_job.run(cfg)
+  monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a: dict(whole))
+  assert sequence_job.run(cfg)["counters"] == whole
+  for lost in ({"train_examples": 6}, {"events_grouped": 49}):
+    monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a, lost=lost: whole | lost)
+    with pytest.raises(RuntimeError, match="rows lost"):
+      sequence_job.run(cfg)
