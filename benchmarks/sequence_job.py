@@ -111,8 +111,9 @@ def main(argv):
                             check=True, text=True, stdout=subprocess.PIPE)
       results.append({"dataset": name, **json.loads(proc.stdout.strip().splitlines()[-1])})
       print(json.dumps(results[-1]), file=sys.stderr)
+  from pipelines.sequence_job import DEFAULT_OPTIONS
   print(json.dumps({"benchmark": "sequence_job", "cpu_count": os.cpu_count(),
-                    "beam_runner": "DirectRunner multi_processing, direct_num_workers=0",
+                    "beam_runner": " ".join(DEFAULT_OPTIONS),
                     "results": results}, indent=2))
 
 

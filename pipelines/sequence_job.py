@@ -224,8 +224,11 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
                                                 file_name_suffix=".jsonl"))
 
 
-DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                   "--direct_num_workers=0"]
+# In memory: with --direct_running_mode=multi_processing (Beam 2.77) two of four runs of the job on 1M
+# synthetic impressions lost up to 28% of the impressions and of the events at the GroupByKey, silently;
+# in memory is as fast on 2 cores (2.5 min for 1M impressions, 4.9 GB peak). `run` checks the counts
+# whatever the runner. Larger logs belong on a distributed runner (--runner=DataflowRunner / FlinkRunner).
+DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
 def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
