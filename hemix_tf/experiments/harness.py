@@ -145,7 +145,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
           "config": dataclasses.asdict(config)}
 
 
-def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
+def _run_all(grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
   """run(name, seed) for every (name, seed) without a JSON file in `directory` yet (written atomically:
   a run is either finished or absent, so a killed grid resumes here); all the results, in grid order."""
   def path(name, seed):
@@ -172,7 +172,7 @@ def tune(cfg: ExperimentConfig, names: list[str], manifest: dict, job: dict) -> 
   split = validation_split(job, cfg.validation_fraction)
   scores = {}
   for lr in cfg.learning_rates:
-    runs = _run_all(cfg, [(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
+    runs = _run_all([(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
                     cfg.protocol(lr), f"tuning {cfg.suite} at lr {lr:g}",
                     lambda n, s, lr=lr: run_one(cfg, n, s, manifest, split, lr))
     scores[lr] = {r["model"]: r["metrics"]["click"]["auc"] for r in runs}
@@ -191,7 +191,7 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   tuning = tune(cfg, names, manifest, job) if len(cfg.learning_rates) > 1 else None
   lr = tuning["learning_rate"] if tuning else cfg.learning_rates[0]
   split = eval_split(job)
-  runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
+  runs = _run_all([(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
                   f"{cfg.suite} on {cfg.dataset}", lambda n, s: run_one(cfg, n, s, manifest, split, lr))
   results = aggregate(cfg, runs)
   results.update(learning_rate=lr, tuning=tuning)
