@@ -58,6 +58,13 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
   assert calls == [("Transformer", 1)]
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
 
+  # A finished run of another model config (the suite changed since) is refused, not mixed in.
+  stored = tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps" / "RankMixer" / "seed0.json"
+  run = json.loads(stored.read_text())
+  stored.write_text(json.dumps({**run, "config": {**run["config"], "d_t": run["config"]["d_t"] * 2}}))
+  with pytest.raises(ValueError, match="another config of 'RankMixer'"):
+    run_grid(cfg)
+
 
 def test_validation_split_is_the_end_of_train(prepared):
   job = json.loads((prepared / "examples" / "job_summary.json").read_text())

@@ -145,9 +145,10 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
           "config": dataclasses.asdict(config)}
 
 
-def _run_all(grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
+def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
   """run(name, seed) for every (name, seed) without a JSON file in `directory` yet (written atomically:
-  a run is either finished or absent, so a killed grid resumes here); all the results, in grid order."""
+  a run is either finished or absent, so a killed grid resumes here); all the results, in grid order.
+  A finished run whose model config is no longer the suite's is an error, not a silent mix."""
   def path(name, seed):
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
@@ -155,6 +156,10 @@ def _run_all(grid: list[tuple[str, int]], directory: Path, desc: str, run) -> li
     for name, seed in bar:
       bar.set_postfix_str(f"{name} seed {seed}")
       if path(name, seed).exists():
+        stored = json.loads(path(name, seed).read_text())["config"]
+        if stored != json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name]))):
+          raise ValueError(f"{path(name, seed)} was run with another config of '{name}' than the suite's "
+                           "now; move it away to re-run")
         continue
       result = run(name, seed)
       path(name, seed).parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +177,7 @@ def tune(cfg: ExperimentConfig, names: list[str], manifest: dict, job: dict) -> 
   split = validation_split(job, cfg.validation_fraction)
   scores = {}
   for lr in cfg.learning_rates:
-    runs = _run_all([(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
+    runs = _run_all(cfg, [(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
                     cfg.protocol(lr), f"tuning {cfg.suite} at lr {lr:g}",
                     lambda n, s, lr=lr: run_one(cfg, n, s, manifest, split, lr))
     scores[lr] = {r["model"]: r["metrics"]["click"]["auc"] for r in runs}
@@ -191,7 +196,7 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   tuning = tune(cfg, names, manifest, job) if len(cfg.learning_rates) > 1 else None
   lr = tuning["learning_rate"] if tuning else cfg.learning_rates[0]
   split = eval_split(job)
-  runs = _run_all([(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
+  runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
                   f"{cfg.suite} on {cfg.dataset}", lambda n, s: run_one(cfg, n, s, manifest, split, lr))
   results = aggregate(cfg, runs)
   results.update(learning_rate=lr, tuning=tuning)

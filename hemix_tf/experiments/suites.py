@@ -50,14 +50,16 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "Transformer": dataclasses.replace(HEMIX, interaction=Interaction.TRANSFORMER),
     },
     # HyFormer Table 1 style: HyFormer (its three sequence encoders) against LONGER + RankMixer; MixFormer,
-    # UI-MixFormer and HeMix beside them.
+    # UI-MixFormer and HeMix beside them. MixFormer at D=16: its event SwiGLU runs at width N·D over every
+    # event in every block, so even this size costs 0.10 GFLOPs per ML-100K example (0.25M dense params);
+    # D=64 cost 1.6 GFLOPs and 3.6M dense params, 6x the HyFormer models' budget.
     "hyformer": {
         "LONGER+RankMixer": HyFormerConfig(**_SHARED, d=64, two_stage=True),
         "HyFormer (LONGER enc.)": HyFormerConfig(**_SHARED, d=64, encoder="longer"),
         "HyFormer (Transformer enc.)": HyFormerConfig(**_SHARED, d=64, encoder="transformer"),
         "HyFormer (SwiGLU enc.)": HyFormerConfig(**_SHARED, d=64, encoder="swiglu"),
-        "MixFormer": MixFormerConfig(**_SHARED, heads=8, d=64),
-        "UI-MixFormer": MixFormerConfig(**_SHARED, heads=8, d=64, user_heads=4),
+        "MixFormer": MixFormerConfig(**_SHARED, heads=8, d=16),
+        "UI-MixFormer": MixFormerConfig(**_SHARED, heads=8, d=16, user_heads=4),
         "HeMix": HEMIX,
     },
     # HeMix Figure 3: HeMix and RankMixer at four widths (AUC against params and GFLOPs: scaling.png).
