@@ -48,6 +48,8 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
   assert first["learning_rate"] == 1e-3 and first["tuning"] is None
   table = (tmp_path / "synthetic" / "table4" / "results.md").read_text()
   assert "| RankMixer |" in table and "t-test" in table and "not tuned" in table
+  assert set(first["heuristics"]) == {"item CTR", "user CTR", "category match", "item in history"}
+  assert "Untrained heuristics' CTR AUC" in table
 
   # A "killed" grid: one run missing. Only that run trains again; the others are read back.
   (tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps" / "Transformer" / "seed1.json").unlink()

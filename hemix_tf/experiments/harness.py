@@ -33,6 +33,7 @@ from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import make_dataset, read_timestamps
 from hemix_tf.data.feature_config import USER_ID, load_feature_config
+from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
@@ -189,6 +190,15 @@ def tune(cfg: ExperimentConfig, names: list[str], manifest: dict, job: dict) -> 
                          for lr in cfg.learning_rates]}
 
 
+def eval_heuristics(cfg: ExperimentConfig, manifest: dict, split: Split) -> dict:
+  """Click AUC of the untrained heuristics on the eval split (hemix_tf.experiments.heuristics), computed
+  once per dataset."""
+  path = Path(cfg.output_dir) / cfg.dataset / "data" / "heuristics.json"
+  if not path.exists():
+    path.write_text(json.dumps(heuristic_aucs(load_feature_config(manifest["feature_config"]), split), indent=2))
+  return json.loads(path.read_text())
+
+
 def run_grid(cfg: ExperimentConfig) -> dict:
   manifest, job = prepare_examples(cfg)
   suite_dir = Path(cfg.output_dir) / cfg.dataset / cfg.suite
@@ -199,7 +209,7 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
                   f"{cfg.suite} on {cfg.dataset}", lambda n, s: run_one(cfg, n, s, manifest, split, lr))
   results = aggregate(cfg, runs)
-  results.update(learning_rate=lr, tuning=tuning)
+  results.update(learning_rate=lr, tuning=tuning, heuristics=eval_heuristics(cfg, manifest, split))
   (suite_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (suite_dir / "results.md").write_text(markdown(results))
   if cfg.suite == "scaling":
@@ -302,6 +312,9 @@ def markdown(results: dict) -> str:
     notes.append(f"Learning rate {results['learning_rate']:g} for every model (not tuned).")
   if oracle is not None:
     notes.append(f"Oracle CTR AUC (the true click probabilities on the same eval examples): {oracle:.4f}.")
+  if results.get("heuristics"):
+    scores = ", ".join(f"{name} {v:.4f}" for name, v in results["heuristics"].items() if v is not None)
+    notes.append(f"Untrained heuristics' CTR AUC on the same eval examples: {scores}.")
   test = results["t_test"]
   if test:
     notes.append(f"Two-tailed unpaired t-test, {test['metric']}, {test['proposed']} vs {test['best_other']} "
