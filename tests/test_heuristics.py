@@ -1,6 +1,6 @@
 """The untrained heuristics score hand-built examples exactly as defined."""
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.experiments.harness import Split
