@@ -31,7 +31,7 @@ def _smoothed_rate(keys: np.ndarray, clicks: Counter, shown: Counter, prior: flo
   return np.array([(clicks[k] + prior) / (shown[k] + 1) for k in keys])
 
 
-def _occurrences(events: tf.RaggedTensor, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _occurrences(events: tf.RaggedTensor, candidate: tf.Tensor) -> tuple[np.ndarray, np.ndarray]:
   """(events equal to the candidate, events) per example of a ragged [B, None] batch."""
   hits = tf.cast(tf.equal(events, tf.expand_dims(candidate, 1)), tf.float32)
   return tf.reduce_sum(hits, axis=1).numpy(), tf.cast(events.row_lengths(), tf.float32).numpy()
@@ -59,8 +59,11 @@ def heuristic_aucs(config: FeatureConfig, split) -> dict[str, float | None]:
     scores["user CTR"].append(_smoothed_rate(batch[USER_ID].numpy(), clicks[USER_ID], shown[USER_ID], prior))
     for f in fields:
       candidate = tf.reshape(batch[f], [-1])
-      hits, events = map(sum, zip(*(_occurrences(batch[sequence_feature(s, f)], candidate) for s in SEQUENCES)))
-      scores["item in history" if f == ITEM_ID else f"{f} match"].append(
-          hits if f == ITEM_ID else np.divide(hits, events, out=np.zeros_like(hits), where=events > 0))
+      counts = [_occurrences(batch[sequence_feature(s, f)], candidate) for s in SEQUENCES]
+      hits, events = sum(c[0] for c in counts), sum(c[1] for c in counts)
+      if f == ITEM_ID:
+        scores["item in history"].append(hits)
+      else:
+        scores[f"{f} match"].append(np.divide(hits, events, out=np.zeros_like(hits), where=events > 0))
   labels = np.concatenate(labels)
   return {name: auc(labels, np.concatenate(s)) for name, s in scores.items()}
