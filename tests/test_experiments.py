@@ -60,6 +60,16 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
   assert calls == [("Transformer", 1)]
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
 
+  # The same model config, seed and protocol in another suite is copied, not trained again.
+  calls.clear()
+  reused = run_grid(ExperimentConfig(suite="table3", output_dir=cfg.output_dir, seeds=2, models=("HeMix",),
+                                     **SYNTHETIC))
+  assert calls == []
+  assert reused["models"]["HeMix"]["click"] == second["models"]["HeteroMixer"]["click"]
+  copy = json.loads((tmp_path / "synthetic" / "table3" / "runs" / "bs256-lr0.001-3steps" / "HeMix" /
+                     "seed1.json").read_text())
+  assert copy["model"] == "HeMix" and copy["reused_from"].endswith("table4/runs/bs256-lr0.001-3steps/HeteroMixer/seed1.json")
+
   # A finished run of another model config (the suite changed since) is refused, not mixed in.
   stored = tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps" / "RankMixer" / "seed0.json"
   run = json.loads(stored.read_text())

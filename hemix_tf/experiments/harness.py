@@ -146,29 +146,43 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
           "config": dataclasses.asdict(config)}
 
 
+def _same_run_in_another_suite(path: Path, config: dict) -> Path | None:
+  """A finished run of the same model config and seed under the same protocol in another suite of the
+  dataset (<dataset>/<suite>/<runs|tuning>/<protocol>/<model>/seed<k>.json): training is deterministic
+  given those (HeMix's runs were bit-identical across suites), so it is not trained twice."""
+  protocol, kind, dataset = path.parents[1], path.parents[2], path.parents[4]
+  for other in sorted(dataset.glob(f"*/{kind.name}/{protocol.name}/*/{path.name}")):
+    if other.parents[3] != path.parents[3] and json.loads(other.read_text())["config"] == config:
+      return other
+  return None
+
+
 def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
   """run(name, seed) for every (name, seed) without a JSON file in `directory` yet (written atomically:
   a run is either finished or absent, so a killed grid resumes here); all the results, in grid order.
-  A finished run whose model config is no longer the suite's is an error, not a silent mix."""
+  A finished run whose model config is no longer the suite's is an error, not a silent mix; the same
+  run finished in another suite is copied (with `reused_from`), not retrained."""
   def path(name, seed):
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
   with tqdm(grid, desc=desc, unit="run") as bar:
     for name, seed in bar:
       bar.set_postfix_str(f"{name} seed {seed}")
+      config = json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name])))
       if path(name, seed).exists():
-        stored = json.loads(path(name, seed).read_text())["config"]
-        if stored != json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name]))):
+        if json.loads(path(name, seed).read_text())["config"] != config:
           raise ValueError(f"{path(name, seed)} was run with another config of '{name}' than the suite's "
                            "now; move it away to re-run")
         continue
-      result = run(name, seed)
+      same = _same_run_in_another_suite(path(name, seed), config)
+      result = ({**json.loads(same.read_text()), "model": name, "reused_from": str(same)} if same
+                else run(name, seed))
       path(name, seed).parent.mkdir(parents=True, exist_ok=True)
       tmp = path(name, seed).with_suffix(".tmp")
       tmp.write_text(json.dumps(result, indent=2) + "\n")
       tmp.rename(path(name, seed))
       bar.write(f"{name} seed {seed}: {result['split']} CTR AUC {result['metrics']['click']['auc']:.4f} "
-                f"({result['train_seconds']} s)")
+                + (f"(the run in {same})" if same else f"({result['train_seconds']} s)"))
   return [json.loads(path(n, s).read_text()) for n, s in grid]
 
 
