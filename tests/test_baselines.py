@@ -92,3 +92,16 @@ def test_ui_mixformer_user_heads_depend_on_the_user_alone(batch):
   assert not np.allclose(a[:, 4:], b[:, 4:])
   plain = build_model(FC, CONFIGS["mixformer"], TABLES)
   assert not np.allclose(plain.head_tokens(batch).numpy()[:, :4], plain.head_tokens(swapped).numpy()[:, :4])
+
+
+def test_transformer_block_computes_only_the_tokens_read():
+  """MTGR's last block computes only the field tokens: the same values as the full block's first k, with
+  padded tokens still masked."""
+  from hemix_tf.model.mixer import TransformerBlock
+  tokens = tf.random.stateless_normal([3, 9, 8], seed=[0, 1])
+  mask = tf.constant([[1] * 9, [1] * 6 + [0] * 3, [1] * 4 + [0] * 5], tf.float32)
+  block = TransformerBlock(heads=2, expansion=2)
+  full = block(tokens, mask=mask)
+  np.testing.assert_allclose(block(tokens, mask=mask, outputs=4), full[:, :4], rtol=1e-5, atol=1e-6)
+  padded_changed = tf.where(mask[:, :, None] > 0, tokens, 100.0)
+  np.testing.assert_allclose(block(padded_changed, mask=mask, outputs=4), full[:, :4], rtol=1e-5, atol=1e-6)

@@ -229,9 +229,10 @@ class Baseline(keras.Model):
         tokens.append(self.event_projection(events))
         masks.append(mask)
       x, mask = tf.concat(tokens, axis=1), tf.concat(masks, axis=1)
-      for block in self.blocks:
+      for block in self.blocks[:-1]:
         x = block(x, mask=mask)
-      return tf.reduce_mean(x[:, :self.n_fields], axis=1)  # the field tokens carry the candidate
+      # Only the field tokens (they carry the candidate) are read: the last block computes only theirs.
+      return tf.reduce_mean(self.blocks[-1](x, mask=mask, outputs=self.n_fields), axis=1)
     return tf.reduce_mean(self._run(self.blocks, self._auto_split(flat)), axis=1)
 
   def _auto_split(self, flat: tf.Tensor) -> tf.Tensor:

@@ -134,8 +134,11 @@ class TransformerBlock(keras.layers.Layer):
                                  keras.layers.Dense(d_t)], name="ffn")
     super().build(input_shape)
 
-  def call(self, tokens: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-    """tokens [B, N, d_T]; mask [B, N] (1 = real token): padded tokens are never attended to."""
+  def call(self, tokens: tf.Tensor, mask: tf.Tensor | None = None, outputs: int | None = None) -> tf.Tensor:
+    """tokens [B, N, d_T]; mask [B, N] (1 = real token): padded tokens are never attended to. -> [B, N, d_T],
+    or with `outputs` = k only the first k tokens' outputs, [B, k, d_T] (each still attends to all N): the
+    same values as the full block's [:, :k] at a fraction of its cost when only those are read."""
+    queries = tokens if outputs is None else tokens[:, :outputs]
     attention_mask = None if mask is None else tf.cast(mask[:, None, :], tf.bool)
-    s = self.norm1(self.attention(tokens, tokens, attention_mask=attention_mask) + tokens)
+    s = self.norm1(self.attention(queries, tokens, attention_mask=attention_mask) + queries)
     return self.norm2(self.ffn(s) + s)
