@@ -117,3 +117,13 @@ def test_scaling_plot_is_written(tmp_path):
           for family in ("HeMix", "RankMixer") for size in (16, 32, 64, 128)}
   harness.scaling_plot({"models": rows, "dataset": "x", "config": {"seeds": 3}}, tmp_path / "s.png")
   assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_seed_is_reported_without_a_spread():
+  cfg = ExperimentConfig(suite="table4", dataset="synthetic", seeds=1)
+  runs = [{"model": name, "metrics": {"click": {"auc": auc, "logloss": 0.3, "gauc": None}},
+           "dense_params": 1, "embedding_params": 1, "gflops": 0.001, "train_seconds": 1.0}
+          for name, auc in (("HeteroMixer", 0.7652), ("RankMixer", 0.75))]
+  table = harness.markdown({**harness.aggregate(cfg, runs), "learning_rate": 1e-3})
+  assert "| HeteroMixer | 0.7652 | +0.00% | 0.3000 | – |" in table and "±" not in table
+  assert "One seed only (no spread): HeteroMixer, RankMixer." in table

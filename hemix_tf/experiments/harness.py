@@ -294,8 +294,11 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]) -> dict:
 
 
 def _fmt(stat: dict, digits: int = 4) -> str:
+  """mean ± std over seeds; the mean alone for one seed (whose spread is unknown, not zero)."""
   if stat["mean"] is None:
     return "–"
+  if len(stat["values"]) < 2:
+    return f"{stat['mean']:.{digits}f}"
   return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
@@ -316,6 +319,9 @@ def markdown(results: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   oracle = next((row["oracle_auc"] for row in results["models"].values() if "oracle_auc" in row), None)
   notes = [f"\nRela.Imp: HeMix Eq. 25 against {results['reference']} (CTR / CVR AUC)."]
+  single = [name for name, row in results["models"].items() if row["seeds"] == 1]
+  if single:
+    notes.append(f"One seed only (no spread): {', '.join(single)}.")
   tuning = results.get("tuning")
   if tuning:
     tried = ", ".join(f"{c['learning_rate']:g}: {c['mean_validation_auc']:.4f}" for c in tuning["candidates"])
