@@ -36,7 +36,7 @@ def _output_dir(prepared, tmp_path) -> str:
 
 
 @pytest.mark.slow
-def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
+def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch, capsys):
   cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=2, **SYNTHETIC)
   first = run_grid(cfg)
   assert set(first["models"]) == {"HeteroMixer", "RankMixer", "Transformer"}
@@ -56,8 +56,10 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch):
   calls = []
   real = harness.run_one
   monkeypatch.setattr(harness, "run_one", lambda *a: calls.append(a[1:3]) or real(*a))
+  capsys.readouterr()
   second = run_grid(cfg)
   assert calls == [("Transformer", 1)]
+  assert "5/6 [" in capsys.readouterr().err  # the progress bar starts at the finished runs
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
 
   # The same model config, seed and protocol in another suite is copied, not trained again.

@@ -165,16 +165,23 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
   def path(name, seed):
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
-  with tqdm(grid, desc=desc, unit="run") as bar:
-    for name, seed in bar:
+  def config(name) -> dict:  # as a run's JSON stores it
+    return json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name])))
+
+  def finished(name, seed) -> bool:
+    if not path(name, seed).exists():
+      return False
+    if json.loads(path(name, seed).read_text())["config"] != config(name):
+      raise ValueError(f"{path(name, seed)} was run with another config of '{name}' than the suite's "
+                       "now; move it away to re-run")
+    return True
+
+  pending = [(name, seed) for name, seed in grid if not finished(name, seed)]
+  # The bar starts at the finished runs, so a resumed grid shows its true progress and rate.
+  with tqdm(total=len(grid), initial=len(grid) - len(pending), desc=desc, unit="run") as bar:
+    for name, seed in pending:
       bar.set_postfix_str(f"{name} seed {seed}")
-      config = json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name])))
-      if path(name, seed).exists():
-        if json.loads(path(name, seed).read_text())["config"] != config:
-          raise ValueError(f"{path(name, seed)} was run with another config of '{name}' than the suite's "
-                           "now; move it away to re-run")
-        continue
-      same = _same_run_in_another_suite(path(name, seed), config)
+      same = _same_run_in_another_suite(path(name, seed), config(name))
       result = ({**json.loads(same.read_text()), "model": name, "reused_from": str(same)} if same
                 else run(name, seed))
       path(name, seed).parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +190,7 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
       tmp.rename(path(name, seed))
       bar.write(f"{name} seed {seed}: {result['split']} CTR AUC {result['metrics']['click']['auc']:.4f} "
                 + (f"(the run in {same})" if same else f"({result['train_seconds']} s)"))
+      bar.update()
   return [json.loads(path(n, s).read_text()) for n, s in grid]
 
 
