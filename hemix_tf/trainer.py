@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -47,16 +49,21 @@ class TrainerConfig:
 
 
 class ProgressLogger(keras.callbacks.Callback):
-  """One line per `every` optimizer steps: long runs show progress without Keras' per-step bars."""
+  """One line per `every` optimizer steps (step, loss, seconds since training began) to `out`: long runs
+  show progress without Keras' per-step bars."""
 
-  def __init__(self, every: int):
+  def __init__(self, every: int, out: TextIO | None = None):  # None: sys.stdout
     super().__init__()
-    self.every = every
+    self.every, self.out = every, out
+
+  def on_train_begin(self, logs=None):
+    self.start = time.perf_counter()
 
   def on_train_batch_end(self, batch, logs=None):
     step = int(self.model.optimizer.iterations.numpy())
     if step % self.every == 0:
-      print(f"  step {step}  loss {logs['loss']:.4f}", flush=True)
+      print(f"  step {step}  loss {logs['loss']:.4f}  {time.perf_counter() - self.start:.0f} s", file=self.out,
+            flush=True)
 
 
 def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None) -> dict:

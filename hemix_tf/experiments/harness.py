@@ -38,7 +38,7 @@ from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
-from hemix_tf.trainer import evaluate
+from hemix_tf.trainer import ProgressLogger, evaluate
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
@@ -119,8 +119,9 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
 
 
 def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: Split,
-            learning_rate: float) -> dict:
-  """Trains one model with one seed on the split's training examples and scores it on its eval ones."""
+            learning_rate: float, log: Path) -> dict:
+  """Trains one model with one seed on the split's training examples and scores it on its eval ones;
+  its training progress goes to the file `log` (a line per tenth of the steps)."""
   config = SUITES[cfg.suite][name]
   fc = load_feature_config(manifest["feature_config"])
   preprocessor = hashing_preprocessor(fc, config)
@@ -134,8 +135,10 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
                        repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps)
   model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate)
   start = time.perf_counter()
-  history = model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=steps, epochs=1,
-                      verbose=0)
+  log.parent.mkdir(parents=True, exist_ok=True)
+  with log.open("w") as out:
+    history = model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=steps, epochs=1,
+                        verbose=0, callbacks=[ProgressLogger(max(1, steps // 10), out)])
   seconds = time.perf_counter() - start
   scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
                         timestamps=split.eval_timestamps)
@@ -158,8 +161,9 @@ def _same_run_in_another_suite(path: Path, config: dict) -> Path | None:
 
 
 def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path, desc: str, run) -> list[dict]:
-  """run(name, seed) for every (name, seed) without a JSON file in `directory` yet (written atomically:
-  a run is either finished or absent, so a killed grid resumes here); all the results, in grid order.
+  """run(name, seed, log path) for every (name, seed) without a JSON file in `directory` yet (written
+  atomically: a run is either finished or absent, so a killed grid resumes here; its training log is the
+  .log beside the JSON); all the results, in grid order.
   A finished run whose model config is no longer the suite's is an error, not a silent mix; the same
   run finished in another suite is copied (with `reused_from`), not retrained."""
   def path(name, seed):
@@ -183,7 +187,7 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
       bar.set_postfix_str(f"{name} seed {seed}")
       same = _same_run_in_another_suite(path(name, seed), config(name))
       result = ({**json.loads(same.read_text()), "model": name, "reused_from": str(same)} if same
-                else run(name, seed))
+                else run(name, seed, path(name, seed).with_suffix(".log")))
       path(name, seed).parent.mkdir(parents=True, exist_ok=True)
       tmp = path(name, seed).with_suffix(".tmp")
       tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -202,7 +206,7 @@ def tune(cfg: ExperimentConfig, names: list[str], manifest: dict, job: dict) -> 
   for lr in cfg.learning_rates:
     runs = _run_all(cfg, [(n, 0) for n in names], Path(cfg.output_dir) / cfg.dataset / cfg.suite / "tuning" /
                     cfg.protocol(lr), f"tuning {cfg.suite} at lr {lr:g}",
-                    lambda n, s, lr=lr: run_one(cfg, n, s, manifest, split, lr))
+                    lambda n, s, log, lr=lr: run_one(cfg, n, s, manifest, split, lr, log))
     scores[lr] = {r["model"]: r["metrics"]["click"]["auc"] for r in runs}
   mean = {lr: float(np.mean(list(s.values()))) for lr, s in scores.items()}
   best = max(mean, key=mean.get)
@@ -229,7 +233,7 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   lr = tuning["learning_rate"] if tuning else cfg.learning_rates[0]
   split = eval_split(job)
   runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
-                  f"{cfg.suite} on {cfg.dataset}", lambda n, s: run_one(cfg, n, s, manifest, split, lr))
+                  f"{cfg.suite} on {cfg.dataset}", lambda n, s, log: run_one(cfg, n, s, manifest, split, lr, log))
   results = aggregate(cfg, runs)
   results.update(learning_rate=lr, tuning=tuning, heuristics=eval_heuristics(cfg, manifest, split))
   (suite_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
