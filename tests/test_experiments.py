@@ -116,12 +116,29 @@ def test_learning_rate_is_chosen_on_validation_never_on_eval(prepared, tmp_path)
   assert "chosen by the mean validation CTR AUC" in (tmp_path / "synthetic" / "table4" / "results.md").read_text()
 
 
-def test_scaling_plot_is_written(tmp_path):
+def _scaling_results(oracle=None, train_steps=0):
   rows = {f"{family} {size}": {"dense_params": size * 1000, "gflops": size / 1e3,
-                               "click": {"auc": {"mean": 0.7 + size / 1e4, "std": 0.001}}}
+                               "click": {"auc": {"mean": 0.7 + size / 1e4, "std": 0.001}},
+                               **({"oracle_auc": oracle} if oracle else {})}
           for family in ("HeMix", "RankMixer") for size in (16, 32, 64, 128)}
-  harness.scaling_plot({"models": rows, "dataset": "x", "config": {"seeds": 3}}, tmp_path / "s.png")
+  return {"models": rows, "dataset": "x", "config": {"seeds": 3, "train_steps": train_steps, "batch_size": 256}}
+
+
+def test_scaling_plot_is_written(tmp_path):
+  harness.scaling_plot(_scaling_results(), tmp_path / "s.png")
   assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_plot_marks_the_oracle_and_the_training_length():
+  def oracle_lines(fig):
+    return [[line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("oracle")]
+            for ax in fig.axes]
+
+  plain = harness.scaling_figure(_scaling_results())
+  assert oracle_lines(plain) == [[], []] and "one epoch per run" in plain._suptitle.get_text()
+  synthetic = harness.scaling_figure(_scaling_results(oracle=0.8619, train_steps=1000))
+  assert oracle_lines(synthetic) == [[0.8619], [0.8619]]  # both panels, params and GFLOPs
+  assert "1000 steps of 256 per run" in synthetic._suptitle.get_text()
 
 
 def test_one_seed_is_reported_without_a_spread():

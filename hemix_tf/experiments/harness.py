@@ -244,29 +244,42 @@ def run_grid(cfg: ExperimentConfig) -> dict:
 
 
 def scaling_plot(results: dict, path: Path) -> None:
+  """Writes scaling_figure(results) as a PNG."""
+  import matplotlib.pyplot as plt
+  fig = scaling_figure(results)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def scaling_figure(results: dict):
   """HeMix Figure 3 style: CTR AUC (mean ± std over seeds) against dense params and against GFLOPs,
-  log x-axis, one line per model family (the name before the first space)."""
+  log x-axis, one line per model family (the name before the first space). Where the dataset knows the
+  true click probabilities (synthetic), a dashed line marks the oracle AUC, the best any model can reach."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   families = {}
   for name, row in results["models"].items():
     families.setdefault(name.split(" ")[0], []).append(row)
+  oracle = oracle_auc(results)
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, key, label in ((axes[0], "dense_params", "dense parameters"), (axes[1], "gflops", "GFLOPs / example")):
     for family, rows in families.items():
       rows = sorted(rows, key=lambda r: r[key])
       ax.errorbar([r[key] for r in rows], [r["click"]["auc"]["mean"] for r in rows],
                   yerr=[r["click"]["auc"]["std"] for r in rows], marker="o", capsize=3, label=family)
+    if oracle is not None:
+      ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label=f"oracle {oracle:.4f}")
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("CTR AUC")
     ax.grid(True, which="both", alpha=0.3)
   axes[0].legend()
-  fig.suptitle(f"Scaling on {results['dataset']} ({results['config']['seeds']} seeds)")
+  steps = results["config"].get("train_steps")
+  length = f"{steps} steps of {results['config']['batch_size']}" if steps else "one epoch"
+  fig.suptitle(f"Scaling on {results['dataset']} ({results['config']['seeds']} seeds, {length} per run)")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return fig
 
 
 def _stat(values: list) -> dict:
@@ -305,6 +318,11 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]) -> dict:
           "tasks": tasks, "models": table, "t_test": test}
 
 
+def oracle_auc(results: dict) -> float | None:
+  """The oracle CTR AUC of aggregate(...)'s results (synthetic data only; None elsewhere)."""
+  return next((row["oracle_auc"] for row in results["models"].values() if "oracle_auc" in row), None)
+
+
 def _fmt(stat: dict, digits: int = 4) -> str:
   """mean ± std over seeds; the mean alone for one seed (whose spread is unknown, not zero)."""
   if stat["mean"] is None:
@@ -329,7 +347,7 @@ def markdown(results: dict) -> str:
                 _fmt(row[t]["gauc"])]
     cells += [f"{row['dense_params']:,}", f"{row['gflops']:.4f}"]
     lines.append("| " + " | ".join(cells) + " |")
-  oracle = next((row["oracle_auc"] for row in results["models"].values() if "oracle_auc" in row), None)
+  oracle = oracle_auc(results)
   notes = [f"\nRela.Imp: HeMix Eq. 25 against {results['reference']} (CTR / CVR AUC)."]
   single = [name for name, row in results["models"].items() if row["seeds"] == 1]
   if single:
