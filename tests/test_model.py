@@ -169,6 +169,42 @@ def test_heteromixer_block_parameters_match_the_equations():
   assert block.count_params() == mixing + ffn + norms
 
 
+def test_paper_preset_is_exactly_eqs_2_to_23(batch):
+  """The `paper` preset: token counts and shapes of Eqs. 2-10, and exactly the parameters of Eqs. 2-22
+  (no normalisation or module that the paper does not have)."""
+  config = preset("paper")
+  assert (config.attention_normalization, config.qk_norm, config.event_norm, config.pre_norm,
+          config.embedding_init_stddev) == ("softmax", False, False, False, None)
+  model = hemix(FC, config)
+  model(batch)  # builds every layer under the model's name scope
+  groups = model.token_groups(batch)
+  n_g = config.global_dynamic_queries + config.global_fixed_queries
+  n_r = config.realtime_dynamic_queries + config.realtime_fixed_queries
+  assert {k: tuple(v.shape) for k, v in groups.items()} == {
+      "global": (8, n_g, config.d_t), "realtime": (8, n_r, config.d_t), "ns": (8, config.n_ns, config.d_t)}
+  assert n_g + n_r + config.n_ns == config.num_tokens
+  d_ns = model.embedding.non_sequential(batch).shape[-1]
+  d_i = model.embedding.sequence(batch, "global")[0].shape[-1]
+  d_t, d, (hidden,) = config.d_t, config.attention_dim, config.ns_hidden
+  n, m, r, k = config.num_tokens, config.mixer_heads, config.low_rank, config.ffn_expansion
+  expected = {
+      "ns_tokenizer": d_ns * hidden + hidden + hidden * config.n_ns * d_t + config.n_ns * d_t,  # Eq. 2
+      **{f"qmie_{s}": q * d_t * d + 2 * d_i * d + d * d_t + d_t + fixed * d_t  # Eqs. 4, 5, 8; Q^s
+         for s, q, fixed in (("global", n_g, config.global_fixed_queries),
+                             ("realtime", n_r, config.realtime_fixed_queries))},
+      **{f"heteromixer_{i}": 2 * m * (n * d_t // m) * r  # Eqs. 16-17
+         + n * (2 * d_t * k * d_t + k * d_t + d_t) + 2 * 2 * d_t  # Eq. 19; the two Add&Norms
+         for i in range(config.num_blocks)},
+      **{f"head_{t}": d_t * 64 + 64 + 64 + 1 for t in config.tasks},  # Eq. 22 (head_hidden = (64,))
+  }
+  counted = {}
+  for v in model.trainable_variables:
+    module = v.name.split("/")[1]
+    counted[module] = counted.get(module, 0) + int(np.prod(v.shape))
+  assert counted.pop("embedding") > 0
+  assert counted == expected
+
+
 def test_accounting_of_presets():
   model = hemix(FC, SMALL)
   counts = parameter_counts(model, FC)
@@ -215,7 +251,7 @@ def test_memorises_a_few_hundred_examples():
   assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
 
 
-def _planted(batch: int, seed: int) -> dict:
+def _planted_realtime(batch: int, seed: int) -> dict:
   """click = 1 iff the candidate's category occurs among today's (real-time) events: a target-attention
   rule that only the real-time sequence reveals (the global sequence has the same distribution but is
   independent of the label)."""
@@ -226,23 +262,60 @@ def _planted(batch: int, seed: int) -> dict:
   rt = tf.RaggedTensor.from_row_splits(
       tf.constant(rng.integers(1, 9, int(rt.flat_values.shape[0])), tf.int64), rt.row_splits)
   click = np.array([c in row for c, row in zip(category, rt.to_list())], np.int64)
-  return encoded(FC, replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
-                             click=tf.constant(click)), SMALL)
+  return replace(features, category=tf.constant(category, tf.int64), realtime_category=rt,
+                 click=tf.constant(click))
+
+
+def _planted_global(batch: int, seed: int) -> dict:
+  """click = 1 iff the candidate's category is at least a third of the user's long history (global
+  events, 12 to 40 of them, each user favouring one of 4 categories): a rule about *how many* events
+  match, which only the global sequence reveals (the real-time events are independent of the label)."""
+  features = random_features(FC, batch, seed=seed, max_lengths={"global": 40, "realtime": 4})
+  rng = np.random.default_rng(seed + 1)
+  lengths = rng.integers(12, 41, batch)
+  favourite = rng.integers(1, 5, batch)
+  share = rng.uniform(0.1, 0.7, batch)
+  events = [np.where(rng.random(n) < p, f, rng.integers(1, 5, n)) for n, f, p in zip(lengths, favourite, share)]
+  category = np.where(rng.random(batch) < 0.5, favourite, rng.integers(1, 5, batch))
+  click = np.array([np.mean(row == c) >= 1 / 3 for c, row in zip(category, events)], np.int64)
+  ragged = {name: tf.RaggedTensor.from_row_lengths(
+      tf.constant(rng.integers(1, 50, lengths.sum()) if name != "global_category" else np.concatenate(events),
+                  features[name].dtype), lengths)
+            for name in features if name.startswith("global_") and features[name].dtype == tf.int64}
+  ragged["global_behavior"] = tf.RaggedTensor.from_row_lengths(tf.constant(["click"] * int(lengths.sum())),
+                                                                lengths)
+  return replace(features, category=tf.constant(category, tf.int64), click=tf.constant(click), **ragged)
+
+
+def _auc_after_training(config, planted) -> float:
+  keras.utils.set_random_seed(0)
+  model = build_and_compile(FC, config, TABLES, learning_rate=1e-3)
+  train = tf.data.Dataset.from_tensor_slices(encoded(FC, planted(20_000, seed=10), config))
+  model.fit(train.shuffle(20_000, seed=0).batch(128).map(lambda f: with_labels(f, config.tasks)).repeat(),
+            steps_per_epoch=600, epochs=1, verbose=0)
+  test = encoded(FC, planted(2000, seed=20), config)
+  return roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("use_realtime", [True, False])
 def test_learns_a_rule_only_the_realtime_sequence_reveals(use_realtime):
   config = dataclasses.replace(SMALL, tasks=("click",), use_realtime_sequence=use_realtime)
-  keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, TABLES, learning_rate=1e-3)
-  train = tf.data.Dataset.from_tensor_slices(_planted(20_000, seed=10)).shuffle(20_000, seed=0).batch(128)
-  model.fit(train.map(lambda f: with_labels(f, config.tasks)).repeat(), steps_per_epoch=600, epochs=1,
-            verbose=0)
-  test = _planted(2000, seed=20)
-  auc = roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
+  auc = _auc_after_training(config, _planted_realtime)
   print(f"use_realtime={use_realtime}: AUC {auc:.3f}")
   if use_realtime:
+    assert auc > 0.9
+  else:
+    assert auc < 0.6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_global", [True, False])
+def test_learns_a_rule_only_the_global_sequence_reveals(use_global):
+  config = dataclasses.replace(SMALL, tasks=("click",), use_global_sequence=use_global)
+  auc = _auc_after_training(config, _planted_global)
+  print(f"use_global={use_global}: AUC {auc:.3f}")
+  if use_global:
     assert auc > 0.9
   else:
     assert auc < 0.6

@@ -211,6 +211,9 @@ class SyntheticGenerator:
         "hour": (local % DAY) // 3600, "weekday": (local // DAY + 3) % 7,  # 1970-01-01 was a Thursday
         "current_cell": here.astype(np.int64), "distance_km": distance.astype(np.float32),
         "oracle_ctr": ctr, "oracle_cvr": cvr,
+        # Hidden quantities, not written to the logs (`blocks` keeps the contract's columns): the
+        # targets of the linear probes (hemix_tf.experiments.diagnostics).
+        "intent_match": hits_intent.astype(np.int64), "interest": interest[cat],
     }
     impressions = {name: col[imp_order] for name, col in impressions.items()}
     impressions["rank"] = np.arange(n)  # the impression's index within its user, for request_id

@@ -28,6 +28,8 @@ flags.DEFINE_float("validation_fraction", 0.1, "The last share of train (by time
                    flag_values=FLAGS)
 flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
 flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
+flags.DEFINE_bool("on_validation", False, "Score every run on the validation split carved from train (to "
+                  "choose between options), never on eval.", flag_values=FLAGS)
 
 
 def main(argv) -> None:
@@ -37,7 +39,8 @@ def main(argv) -> None:
       suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
       train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
       learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), validation_fraction=FLAGS.validation_fraction,
-      synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models)))
+      synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
+      on_validation=FLAGS.on_validation))
   print(markdown(results))
 
 

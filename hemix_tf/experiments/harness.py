@@ -56,6 +56,7 @@ class ExperimentConfig:
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
   synthetic_impressions: int = 1_000_000
   models: tuple[str, ...] = ()  # a subset of the suite's models (default: all)
+  on_validation: bool = False  # score every run on the validation split, never eval (choosing options)
 
   def __post_init__(self):
     if self.suite not in SUITES:
@@ -231,13 +232,16 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   names = list(cfg.models or SUITES[cfg.suite])
   tuning = tune(cfg, names, manifest, job) if len(cfg.learning_rates) > 1 else None
   lr = tuning["learning_rate"] if tuning else cfg.learning_rates[0]
-  split = eval_split(job)
-  runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)], suite_dir / "runs" / cfg.protocol(lr),
+  split = validation_split(job, cfg.validation_fraction) if cfg.on_validation else eval_split(job)
+  runs = _run_all(cfg, [(n, s) for n in names for s in range(cfg.seeds)],
+                  suite_dir / ("validation" if cfg.on_validation else "runs") / cfg.protocol(lr),
                   f"{cfg.suite} on {cfg.dataset}", lambda n, s, log: run_one(cfg, n, s, manifest, split, lr, log))
   results = aggregate(cfg, runs)
-  results.update(learning_rate=lr, tuning=tuning, heuristics=eval_heuristics(cfg, manifest, split))
-  (suite_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-  (suite_dir / "results.md").write_text(markdown(results))
+  results.update(learning_rate=lr, tuning=tuning, split=split.name,
+                 heuristics=None if cfg.on_validation else eval_heuristics(cfg, manifest, split))
+  stem = "validation_results" if cfg.on_validation else "results"
+  (suite_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+  (suite_dir / f"{stem}.md").write_text(markdown(results))
   if cfg.suite == "scaling":
     scaling_plot(results, suite_dir / "scaling.png")
   return results

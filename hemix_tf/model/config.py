@@ -22,6 +22,9 @@ class InputConfig:
   # Embeddings (Section 3.2).
   embedding_dim: dict = dataclasses.field(
       default_factory=lambda: {"user": 32, "item": 32, "context": 16, "sequence": 32})
+  # Initial standard deviation of every embedding (normal); None: Keras' uniform(-0.05, 0.05), whose
+  # embeddings start ~30x smaller than the dense features beside them in E_{U,I,C} (docs/ARCHITECTURE.md).
+  embedding_init_stddev: float | None = None
   hash_buckets: int = 100_003  # rows per table when ids are hashed (no Transform: HashingPreprocessor)
   time_gap_buckets: int = 32  # buckets of an event's age: log2 seconds (hashing) or quantiles (Transform)
   # Prediction (Section 3.5).
@@ -40,12 +43,16 @@ class HeMixConfig(InputConfig):
   # Mixed Hetero Attention (Eqs. 3-9).
   attention_dim: int = 256  # d, width of the projected queries / keys / values
   attention_heads: int = 4
+  attention_normalization: str = "softmax"  # Eq. 6; "sigmoid": DIN-style gates averaged over the events
+  qk_norm: bool = False  # LayerNorm on each head's queries and keys (scores at unit scale from the start)
+  event_norm: bool = False  # LayerNorm on each event before W_K, W_V (keys and values at unit scale)
   # HeteroMixer blocks (Eqs. 11-21).
   num_blocks: int = 2  # L
   mixer_heads: int = 16  # M; d_T must divide by it
   low_rank: int = 64  # d_r
   ffn_expansion: int = 4  # k
   interaction: Interaction = Interaction.HETEROMIXER
+  pre_norm: bool = False  # the paper's Add&Norm is post-LN (Eqs. 11, 21); True: x + f(LN(x))
   # Ablations (Figure 3).
   use_fixed_queries: bool = True
   use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence
@@ -92,14 +99,16 @@ PRESETS = {
     "paper-large": HeMixConfig(d_t=1024, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
                                ns_hidden=(1024,), attention_dim=512, attention_heads=8, num_blocks=3,
                                mixer_heads=32, low_rank=128, ffn_expansion=4),
-    # For tests and the demo on a CPU.
+    # The paper's design at a CPU size, for tests, the demo's comparison and the ablation table.
     # N = 10 + (8 + 10) + (2 + 2) = 32 tokens, so RankMixer token mixing (d_T divisible by N) applies too.
-    "cpu-small": HeMixConfig(d_t=32, n_ns=10, global_fixed_queries=10, realtime_fixed_queries=2,
+    "paper": HeMixConfig(d_t=32, n_ns=10, global_fixed_queries=10, realtime_fixed_queries=2,
                              ns_hidden=(128,), attention_dim=32, attention_heads=2, num_blocks=2,
                              mixer_heads=4, low_rank=16, ffn_expansion=2,
                              embedding_dim={"user": 16, "item": 16, "context": 8, "sequence": 16},
                              hash_buckets=20_011, head_hidden=(64,)),
 }
+# The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations").
+PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"])
 
 
 def preset(name: str, **overrides) -> HeMixConfig:

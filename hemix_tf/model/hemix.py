@@ -24,9 +24,10 @@ from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtractio
 def interaction_block(config: HeMixConfig, index: int) -> keras.layers.Layer:
   name = f"{config.interaction.value}_{index}"
   if config.interaction == Interaction.HETEROMIXER:
-    return HeteroMixerBlock(config.mixer_heads, config.low_rank, config.ffn_expansion, name=name)
+    return HeteroMixerBlock(config.mixer_heads, config.low_rank, config.ffn_expansion, config.pre_norm,
+                            name=name)
   if config.interaction == Interaction.RANKMIXER:
-    return RankMixerBlock(config.ffn_expansion, name=name)
+    return RankMixerBlock(config.ffn_expansion, config.pre_norm, name=name)
   return TransformerBlock(config.mixer_heads, config.ffn_expansion, name=name)
 
 
@@ -65,7 +66,9 @@ class HeMix(keras.Model):
       if used:
         self.extractors[seq] = QueryMixedInterestExtraction(
             dyn, fixed if config.use_fixed_queries else 0, config.d_t, config.attention_dim,
-            config.attention_heads, use_mixed_queries=config.use_mixed_queries, name=f"qmie_{seq}")
+            config.attention_heads, use_mixed_queries=config.use_mixed_queries,
+            normalization=config.attention_normalization, qk_norm=config.qk_norm,
+            event_norm=config.event_norm, name=f"qmie_{seq}")
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
@@ -74,18 +77,30 @@ class HeMix(keras.Model):
     n_global = self.config.global_dynamic_queries
     return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
 
-  def tokens(self, features: dict) -> tf.Tensor:
-    """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
+  def token_groups(self, features: dict) -> dict:
+    """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
+    parts of Eq. 10 (an ablated sequence is absent)."""
     e_uic, sequences = self.embedding(features)
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
-    seq_tokens = [self.extractors[s]([dynamic[s], *sequences[s]]) for s in SEQUENCES if s in self.extractors]
-    return tf.concat(seq_tokens + [t_ns], axis=1)
+    groups = {s: self.extractors[s]([dynamic[s], *sequences[s]]) for s in SEQUENCES if s in self.extractors}
+    return {**groups, "ns": t_ns}
 
-  def _predict(self, t: tf.Tensor) -> dict:
+  def tokens(self, features: dict) -> tf.Tensor:
+    """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
+    return tf.concat(list(self.token_groups(features).values()), axis=1)
+
+  def mixed(self, t: tf.Tensor) -> list[tf.Tensor]:
+    """The output of every interaction block (Eqs. 11-21), [B, N, d_T] each; the last one is T_L."""
+    outputs = []
     for block in self.blocks:
       t = block(t)
-    pooled = tf.reduce_mean(t, axis=1)  # Section 3.5: mean pooling over tokens
+      outputs.append(t)
+    return outputs
+
+  def _predict(self, t: tf.Tensor) -> dict:
+    t_l = self.mixed(t)[-1] if self.blocks else t
+    pooled = tf.reduce_mean(t_l, axis=1)  # Section 3.5: mean pooling over tokens
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def call(self, features: dict, training=None) -> dict:

@@ -33,6 +33,12 @@ def reconstruct(mixed: tf.Tensor, n: int) -> tf.Tensor:
   return tf.reshape(x, [-1, n, heads * d_h])
 
 
+def add_and_norm(x: tf.Tensor, sublayer, norm: keras.layers.Layer, pre_norm: bool) -> tf.Tensor:
+  """The residual around a sub-layer: post-LN, LN(x + f(x)) (the paper's Add&Norm, Eqs. 11, 21), or
+  pre-LN, x + f(LN(x)) (HeMixConfig.pre_norm), which leaves the residual stream unnormalised."""
+  return x + sublayer(norm(x)) if pre_norm else norm(x + sublayer(x))
+
+
 class PerTokenFFN(keras.layers.Layer):
   """Eqs. 19-20: an independent FFN per token, Ŝ^(i) = W_2^(i) ReLU(S^(i) W_1^(i) + b_1^(i)) + b_2^(i)."""
 
@@ -82,18 +88,19 @@ class HeteroMixing(keras.layers.Layer):
 
 
 class HeteroMixerBlock(keras.layers.Layer):
-  """Eqs. 11-12 / 18 / 21: S = LN(HeteroMixing(T) + T); T' = LN(HeteroFFN(S) + S)."""
+  """Eqs. 11-12 / 18 / 21: S = LN(HeteroMixing(T) + T); T' = LN(HeteroFFN(S) + S) (or pre-LN)."""
 
-  def __init__(self, heads: int, rank: int, expansion: int, **kwargs):
+  def __init__(self, heads: int, rank: int, expansion: int, pre_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
+    self.pre_norm = pre_norm
     self.mixing = HeteroMixing(heads, rank, name="hetero_mixing")
     self.ffn = PerTokenFFN(expansion, name="hetero_ffn")
     self.norm1 = keras.layers.LayerNormalization(name="ln_mixing")
     self.norm2 = keras.layers.LayerNormalization(name="ln_ffn")
 
   def call(self, tokens: tf.Tensor) -> tf.Tensor:
-    s = self.norm1(self.mixing(tokens) + tokens)
-    return self.norm2(self.ffn(s) + s)
+    s = add_and_norm(tokens, self.mixing, self.norm1, self.pre_norm)
+    return add_and_norm(s, self.ffn, self.norm2, self.pre_norm)
 
 
 class RankMixerBlock(keras.layers.Layer):
@@ -103,8 +110,9 @@ class RankMixerBlock(keras.layers.Layer):
   `fuse` with M = N heads (so the mixed tokens are again N tokens of width d_T); d_T must divide by N.
   """
 
-  def __init__(self, expansion: int, **kwargs):
+  def __init__(self, expansion: int, pre_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
+    self.pre_norm = pre_norm
     self.ffn = PerTokenFFN(expansion, name="pffn")
     self.norm1 = keras.layers.LayerNormalization(name="ln_mixing")
     self.norm2 = keras.layers.LayerNormalization(name="ln_ffn")
@@ -113,9 +121,8 @@ class RankMixerBlock(keras.layers.Layer):
     n, d_t = tokens.shape[1], tokens.shape[2]
     if d_t % n:
       raise ValueError(f"RankMixer token mixing needs d_T ({d_t}) divisible by N ({n})")
-    mixed = tf.reshape(fuse(tokens, n), [-1, n, d_t])
-    s = self.norm1(mixed + tokens)
-    return self.norm2(self.ffn(s) + s)
+    s = add_and_norm(tokens, lambda t: tf.reshape(fuse(t, n), [-1, n, d_t]), self.norm1, self.pre_norm)
+    return add_and_norm(s, self.ffn, self.norm2, self.pre_norm)
 
 
 class TransformerBlock(keras.layers.Layer):

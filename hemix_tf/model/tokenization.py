@@ -11,6 +11,7 @@ import tf_keras as keras
 from hemix_tf.model.mixer import sliced_glorot
 
 NEG_INF = -1e9
+NORMALIZATIONS = ("softmax", "sigmoid")
 
 
 def mlp(hidden: tuple[int, ...], name: str) -> list[keras.layers.Layer]:
@@ -49,11 +50,26 @@ class MixedHeteroAttention(keras.layers.Layer):
 
   Reading: Eq. 6 scales by sqrt(d); with h heads we scale each head by sqrt(d / h), the usual
   multi-head form the paper's "multi-head attention architecture" remark points to.
+
+  `normalization` (HeMixConfig.attention_normalization) chooses how scores become weights:
+    softmax  Eq. 6 as written: the weights of a row sum to 1, so the output says *which* events match
+             the query but not *how many* (one matching event and fifty give the same output).
+    sigmoid  each event gated on its own, σ(score), and averaged over the real events (DIN's reason to
+             drop the normalisation): the output's size grows with the share of matching events.
+  `qk_norm` (HeMixConfig.qk_norm) applies a LayerNorm to every head's query and key before the dot
+  product, so the scores start at unit scale whatever the scale of the embeddings (with Keras' embedding
+  initialisation they start at ~0.004: the attention is uniform and stays so, docs/ARCHITECTURE.md).
+  `event_norm` (HeMixConfig.event_norm) applies a LayerNorm to every event [d_I] before W_K and W_V, so
+  keys and values are at unit scale too (padded events stay masked out of the weights).
   """
 
-  def __init__(self, num_queries: int, d_t: int, d: int, heads: int, **kwargs):
+  def __init__(self, num_queries: int, d_t: int, d: int, heads: int, normalization: str = "softmax",
+               qk_norm: bool = False, event_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
+    if normalization not in NORMALIZATIONS:
+      raise ValueError(f"attention normalization '{normalization}' is not one of {NORMALIZATIONS}")
     self.num_queries, self.d_t, self.d, self.heads = num_queries, d_t, d, heads
+    self.normalization, self.qk_norm, self.event_norm = normalization, qk_norm, event_norm
 
   def build(self, input_shape):
     d_i = input_shape[1][-1]
@@ -62,6 +78,11 @@ class MixedHeteroAttention(keras.layers.Layer):
     self.w_k = self.add_weight(name="w_k", shape=[d_i, self.d], initializer="glorot_uniform")
     self.w_v = self.add_weight(name="w_v", shape=[d_i, self.d], initializer="glorot_uniform")
     self.w_o = keras.layers.Dense(self.d_t, name="w_o")
+    if self.qk_norm:
+      self.q_norm = keras.layers.LayerNormalization(name="q_norm")
+      self.k_norm = keras.layers.LayerNormalization(name="k_norm")
+    if self.event_norm:
+      self.e_norm = keras.layers.LayerNormalization(name="event_norm")
     super().build(input_shape)
 
   def _heads(self, x: tf.Tensor) -> tf.Tensor:  # [..., n, d] -> [..., h, n, d_h]
@@ -70,17 +91,29 @@ class MixedHeteroAttention(keras.layers.Layer):
 
   def keys_values(self, sequence: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Eq. 5: K̃, Ṽ [B, h, L, d_h] of a sequence [B, L, d_I]."""
-    return (self._heads(tf.einsum("bli,id->bld", sequence, self.w_k)),
-            self._heads(tf.einsum("bli,id->bld", sequence, self.w_v)))
+    if self.event_norm:
+      sequence = self.e_norm(sequence)
+    k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))
+    return (self.k_norm(k) if self.qk_norm else k), self._heads(tf.einsum("bli,id->bld", sequence, self.w_v))
+
+  def weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
+    events get weight 0, and an empty sequence all-zero weights."""
+    q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
+    if self.qk_norm:
+      q = self.q_norm(q)
+    scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
+    valid = mask[..., None, None, :]  # [..., 1, 1, L]
+    if self.normalization == "softmax":
+      return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
+    events = tf.maximum(tf.reduce_sum(valid, axis=-1, keepdims=True), 1.0)
+    return tf.sigmoid(scores) * valid / events
 
   def attend(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, v: tf.Tensor,
              mask: tf.Tensor) -> tf.Tensor:
     """Eqs. 4, 6-8 for the query positions `positions`: queries [..., n, d_T] -> [..., n, d_T].
     k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions."""
-    q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
-    scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
-    valid = mask[..., None, None, :]  # [..., 1, 1, L]
-    att = tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid  # Eq. 6; empty -> 0
+    att = self.weights(queries, positions, k, mask)  # Eq. 6
     o = tf.experimental.numpy.swapaxes(tf.matmul(att, v), -2, -3)  # Eq. 7: [..., n, h, d_h]
     o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
     return self.w_o(o)  # Eq. 8
@@ -99,12 +132,14 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
   """
 
   def __init__(self, n_dynamic: int, n_fixed: int, d_t: int, d: int, heads: int,
-               use_mixed_queries: bool = True, **kwargs):
+               use_mixed_queries: bool = True, normalization: str = "softmax", qk_norm: bool = False,
+               event_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.n_dynamic, self.n_fixed, self.d_t = n_dynamic, n_fixed, d_t
     self.use_mixed_queries = use_mixed_queries
     if use_mixed_queries:
-      self.attention = MixedHeteroAttention(n_dynamic + n_fixed, d_t, d, heads, name="mha")
+      self.attention = MixedHeteroAttention(n_dynamic + n_fixed, d_t, d, heads, normalization, qk_norm,
+                                            event_norm, name="mha")
     else:
       self.autosplit = keras.layers.Dense((n_dynamic + n_fixed) * d_t, name="autosplit")
 
