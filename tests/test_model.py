@@ -108,6 +108,54 @@ def test_attention_ignores_padding_appended_or_permuted():
   assert not np.allclose(att([queries, tf.constant(changed * mask[..., None]), tf.constant(mask)]), base)
 
 
+@pytest.mark.parametrize("options", [{"normalization": "sigmoid"}, {"qk_norm": True, "event_norm": True}])
+def test_attention_options_keep_padding_out(options):
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, **options)
+  queries, seq, mask = _attention_inputs()
+  base = att([queries, tf.constant(seq * mask[..., None]), tf.constant(mask)]).numpy()
+  garbage = seq + (1 - mask[..., None]) * np.random.default_rng(7).normal(size=seq.shape).astype(np.float32)
+  np.testing.assert_allclose(att([queries, tf.constant(garbage), tf.constant(mask)]).numpy(), base, atol=1e-5)
+  assert np.all(np.isfinite(base))
+
+
+def _share_inputs(matches: int, length: int = 8):
+  """One query and `length` events of which `matches` equal the query direction (the rest orthogonal)."""
+  query = np.zeros([1, 1, 4], np.float32)
+  query[..., 0] = 1.0
+  events = np.zeros([1, length, 4], np.float32)
+  events[0, :matches, 0] = 1.0
+  events[0, matches:, 1] = 1.0
+  return tf.constant(query), tf.constant(events), tf.ones([1, length])
+
+
+def test_sigmoid_attention_says_how_many_events_match_softmax_does_not():
+  """The reason for the sigmoid option: the total attention weight (what multiplies the values' bias
+  b_V in the output) is 1 under softmax whether 1 or 6 of 8 events match the query; under sigmoid it is
+  the mean gate, which rises with the share of matching events."""
+  outputs = {}
+  for normalization in ("softmax", "sigmoid"):
+    att = MixedHeteroAttention(num_queries=1, d_t=4, d=4, heads=1, normalization=normalization)
+    att(_share_inputs(1))
+    att.w_q.assign(40.0 * np.eye(4, dtype=np.float32)[None])  # matching events score 20, others 0
+    att.w_k.assign(np.eye(4, dtype=np.float32))
+    outputs[normalization] = [
+        float(tf.reduce_sum(att.weights(_share_inputs(m)[0], slice(None), att.keys_values(_share_inputs(m)[1])[0],
+                                        _share_inputs(m)[2]))) for m in (1, 3, 6)]
+  np.testing.assert_allclose(outputs["softmax"], [1.0, 1.0, 1.0], atol=1e-6)  # normalised: no count
+  sigmoid = outputs["sigmoid"]
+  assert sigmoid[0] < sigmoid[1] < sigmoid[2]
+  np.testing.assert_allclose(sigmoid, [(m * 1.0 + (8 - m) * 0.5) / 8 for m in (1, 3, 6)], atol=1e-3)
+
+
+def test_qk_norm_scores_do_not_depend_on_the_embedding_scale():
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, qk_norm=True, event_norm=True)
+  queries, seq, mask = _attention_inputs()
+  att([queries, tf.constant(seq), tf.constant(mask)])
+  small = att.weights(queries * 0.01, slice(None), att.keys_values(tf.constant(seq * 0.01))[0], tf.constant(mask))
+  large = att.weights(queries, slice(None), att.keys_values(tf.constant(seq))[0], tf.constant(mask))
+  np.testing.assert_allclose(small.numpy(), large.numpy(), atol=1e-2)  # epsilon 1e-6 vs variance 1e-4
+
+
 def test_attention_uses_one_query_projection_per_position():
   att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2)
   queries, seq, mask = _attention_inputs()

@@ -35,6 +35,7 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "RankMixer": baseline("rankmixer", d=32, tokens=16, layers=2),
         "Transformer": baseline("transformer", d=64, tokens=16, heads=4, layers=3),
         "HeMix": HEMIX,
+        "HeMix (paper)": PAPER,
     },
     # HeMix Table 3: tokenization ablations.
     "table3": {
@@ -74,6 +75,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "QK-norm + event norm": dataclasses.replace(PAPER, qk_norm=True, event_norm=True),
         "QK-norm + event norm + sigmoid": dataclasses.replace(PAPER, qk_norm=True, event_norm=True,
                                                               attention_normalization="sigmoid"),
+        "d_r=64": dataclasses.replace(PAPER, low_rank=64),
+        "d_r=128": dataclasses.replace(PAPER, low_rank=128),
+        "sigmoid + QK-norm + event norm + embedding std 0.25": dataclasses.replace(
+            PAPER, qk_norm=True, event_norm=True, attention_normalization="sigmoid", embedding_init_stddev=0.25),
         "embedding std 1": dataclasses.replace(PAPER, embedding_init_stddev=1.0),
         "embedding std 0.25": dataclasses.replace(PAPER, embedding_init_stddev=0.25),
         "QK-norm + event norm + sigmoid + embedding std 1": dataclasses.replace(

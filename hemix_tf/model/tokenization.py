@@ -55,12 +55,14 @@ class MixedHeteroAttention(keras.layers.Layer):
     softmax  Eq. 6 as written: the weights of a row sum to 1, so the output says *which* events match
              the query but not *how many* (one matching event and fifty give the same output).
     sigmoid  each event gated on its own, σ(score), and averaged over the real events (DIN's reason to
-             drop the normalisation): the output's size grows with the share of matching events.
+             drop the normalisation), with a bias b_V on the values (Eq. 5 has none): the bias part of
+             the output is b_V times the mean gate, a linear read-out of the share of matching events.
   `qk_norm` (HeMixConfig.qk_norm) applies a LayerNorm to every head's query and key before the dot
   product, so the scores start at unit scale whatever the scale of the embeddings (with Keras' embedding
   initialisation they start at ~0.004: the attention is uniform and stays so, docs/ARCHITECTURE.md).
   `event_norm` (HeMixConfig.event_norm) applies a LayerNorm to every event [d_I] before W_K and W_V, so
-  keys and values are at unit scale too (padded events stay masked out of the weights).
+  keys and values are at unit scale too (padded events stay masked out of the weights). These norms use
+  epsilon 1e-6: with Keras' 1e-3, an input of variance ~1e-3 (such embeddings) would stay small.
   """
 
   def __init__(self, num_queries: int, d_t: int, d: int, heads: int, normalization: str = "softmax",
@@ -77,12 +79,14 @@ class MixedHeteroAttention(keras.layers.Layer):
                                initializer=sliced_glorot(self.num_queries))
     self.w_k = self.add_weight(name="w_k", shape=[d_i, self.d], initializer="glorot_uniform")
     self.w_v = self.add_weight(name="w_v", shape=[d_i, self.d], initializer="glorot_uniform")
+    if self.normalization == "sigmoid":
+      self.b_v = self.add_weight(name="b_v", shape=[self.d], initializer="zeros")
     self.w_o = keras.layers.Dense(self.d_t, name="w_o")
     if self.qk_norm:
-      self.q_norm = keras.layers.LayerNormalization(name="q_norm")
-      self.k_norm = keras.layers.LayerNormalization(name="k_norm")
+      self.q_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="q_norm")
+      self.k_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="k_norm")
     if self.event_norm:
-      self.e_norm = keras.layers.LayerNormalization(name="event_norm")
+      self.e_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="event_norm")
     super().build(input_shape)
 
   def _heads(self, x: tf.Tensor) -> tf.Tensor:  # [..., n, d] -> [..., h, n, d_h]
@@ -94,7 +98,10 @@ class MixedHeteroAttention(keras.layers.Layer):
     if self.event_norm:
       sequence = self.e_norm(sequence)
     k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))
-    return (self.k_norm(k) if self.qk_norm else k), self._heads(tf.einsum("bli,id->bld", sequence, self.w_v))
+    v = tf.einsum("bli,id->bld", sequence, self.w_v)
+    if self.normalization == "sigmoid":
+      v += self.b_v
+    return (self.k_norm(k) if self.qk_norm else k), self._heads(v)
 
   def weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
