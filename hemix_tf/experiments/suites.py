@@ -23,10 +23,12 @@ def baseline(model: str, **size) -> BaselineConfig:
   return BaselineConfig(model=model, **_SHARED, **size)
 
 
+DLRM = baseline("dlrm", hidden=(768, 384, 128))
+
 SUITES: dict[str, dict[str, InputConfig]] = {
     # HeMix Table 2: dense parameters within about 0.7-1.4x of HeMix cpu-small's.
     "table2": {
-        "DLRM": baseline("dlrm", hidden=(768, 384, 128)),
+        "DLRM": DLRM,
         "DCNv2": baseline("dcnv2", cross_rank=64, hidden=(256, 128)),
         "DCNv2-parallel": baseline("dcnv2-parallel", cross_rank=64, hidden=(256, 128)),
         "AutoInt+": baseline("autoint", d=48, layers=3, hidden=(256, 128)),
@@ -80,6 +82,8 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "sigmoid + QK-norm + event norm + embedding std 0.25": dataclasses.replace(
             PAPER, qk_norm=True, event_norm=True, attention_normalization="sigmoid", embedding_init_stddev=0.25),
         "embedding std 1": dataclasses.replace(PAPER, embedding_init_stddev=1.0),
+        # The same initialisation given to the strongest baseline: does it help DLRM too?
+        "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
         "embedding std 0.25": dataclasses.replace(PAPER, embedding_init_stddev=0.25),
         "QK-norm + event norm + sigmoid + embedding std 1": dataclasses.replace(
             PAPER, qk_norm=True, event_norm=True, attention_normalization="sigmoid", embedding_init_stddev=1.0),

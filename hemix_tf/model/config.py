@@ -108,7 +108,8 @@ PRESETS = {
                              hash_buckets=20_011, head_hidden=(64,)),
 }
 # The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations").
-PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"])
+PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
+                                           event_norm=True, embedding_init_stddev=0.25)
 
 
 def preset(name: str, **overrides) -> HeMixConfig:
