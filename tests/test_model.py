@@ -253,6 +253,18 @@ def test_paper_preset_is_exactly_eqs_2_to_23(batch):
   assert counted == expected
 
 
+def test_embedding_tables_start_different(batch):
+  """Every table draws its own initial values (a shared unseeded Keras initializer repeats them)."""
+  model = hemix(FC, dataclasses.replace(SMALL, embedding_init_stddev=0.25))
+  model(batch)
+  same_shape = [t.embeddings.numpy() for t in model.embedding.tables.values()
+                if t.embeddings.shape == model.embedding.tables["user_id"].embeddings.shape]
+  assert len(same_shape) > 2
+  for a, b in zip(same_shape, same_shape[1:]):
+    assert not np.allclose(a, b)
+  assert abs(same_shape[0].std() - 0.25) < 0.01
+
+
 def test_accounting_of_presets():
   model = hemix(FC, SMALL)
   counts = parameter_counts(model, FC)

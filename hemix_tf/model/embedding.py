@@ -39,10 +39,11 @@ class FeatureEmbedding(keras.layers.Layer):
     widths = {f.name: dims[f.group.value] for f in feature_config.features if f.kind != FeatureKind.DENSE}
     self.table_of = {**{member: table for table, members in tables(feature_config).items() for member in members},
                      **{sequence_feature(s, TIME_GAP): TIME_GAP for s in SEQUENCES}}
-    initializer = ("uniform" if config.embedding_init_stddev is None
-                   else keras.initializers.RandomNormal(stddev=config.embedding_init_stddev))
+    def initializer():  # a new one per table: a reused unseeded initializer repeats its values
+      return ("uniform" if config.embedding_init_stddev is None
+              else keras.initializers.RandomNormal(stddev=config.embedding_init_stddev))
     self.tables = {name: keras.layers.Embedding(table_sizes[name], widths.get(name, dims["sequence"]),
-                                                embeddings_initializer=initializer, name=f"emb_{name}")
+                                                embeddings_initializer=initializer(), name=f"emb_{name}")
                    for name in table_sizes}
     self.dense_names = [f.name for f in feature_config.features if f.kind == FeatureKind.DENSE]
     self.lengths = {"global": feature_config.sequence.global_length,
