@@ -1,0 +1,50 @@
+"""The instruments of hemix_tf.experiments.diagnostics: probes, attention entropy, hidden quantities."""
+import numpy as np
+import pytest
+
+from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
+from hemix_tf.experiments.diagnostics import attention_entropy, hidden_quantities, linear_probes, stage_activations
+from hemix_tf.model.config import preset
+
+from model_inputs import encoded, hemix, random_features
+
+FC = load_feature_config("synthetic-lbs")
+
+
+def test_linear_probe_finds_a_linear_signal_and_not_noise():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4000, 20))
+  target = (x[:, 3] - x[:, 7] > 0).astype(int)
+  noise = rng.integers(0, 2, 4000)
+  probes = linear_probes({"stage": x}, {"linear": target, "noise": noise})["stage"]
+  assert probes["linear"] > 0.95
+  assert abs(probes["noise"] - 0.5) < 0.05
+
+
+@pytest.mark.parametrize("name", ["paper", "cpu-small"])
+def test_stages_and_attention_entropy(name):
+  config = preset(name)
+  batch = encoded(FC, random_features(FC, 16, seed=2), config)
+  model = hemix(FC, config)
+  model(batch)
+  stages = stage_activations(model, batch)
+  assert list(stages) == ["tokens/global", "tokens/realtime", "tokens/ns", "block_0", "block_1", "pooled"]
+  assert stages["pooled"].shape == (16, config.d_t)
+  entropy = attention_entropy(model, batch)
+  assert set(entropy) == {"global", "realtime"}
+  if name == "paper":  # Keras' small embeddings: the softmax starts uniform (ARCHITECTURE, finding 1)
+    assert min(entropy.values()) > 0.999
+  else:  # unit-scale scores: the weights start away from uniform
+    assert max(entropy.values()) < 0.999
+
+
+def test_hidden_quantities_are_the_generators():
+  cfg = SyntheticConfig(num_impressions=200)
+  generator = SyntheticGenerator(cfg, FC)
+  imp, _ = generator.user(3)
+  rows = np.arange(0, len(imp["timestamp"]), 2)
+  hidden = hidden_quantities(generator, np.full(len(rows), 3), imp["timestamp"][rows], imp["item_id"][rows])
+  np.testing.assert_array_equal(hidden["intent_match"], imp["intent_match"][rows])
+  assert hidden["intent_match"].any() and not hidden["intent_match"].all()
+  assert np.all((hidden["interest"] > 0) & (hidden["interest"] < 1))
