@@ -139,7 +139,7 @@ def test_sigmoid_attention_says_how_many_events_match_softmax_does_not():
     att.w_q.assign(40.0 * np.eye(4, dtype=np.float32)[None])  # matching events score 20, others 0
     att.w_k.assign(np.eye(4, dtype=np.float32))
     outputs[normalization] = [
-        float(tf.reduce_sum(att.weights(_share_inputs(m)[0], slice(None), att.keys_values(_share_inputs(m)[1])[0],
+        float(tf.reduce_sum(att.attention_weights(_share_inputs(m)[0], slice(None), att.keys_values(_share_inputs(m)[1])[0],
                                         _share_inputs(m)[2]))) for m in (1, 3, 6)]
   np.testing.assert_allclose(outputs["softmax"], [1.0, 1.0, 1.0], atol=1e-6)  # normalised: no count
   sigmoid = outputs["sigmoid"]
@@ -151,8 +151,8 @@ def test_qk_norm_scores_do_not_depend_on_the_embedding_scale():
   att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, qk_norm=True, event_norm=True)
   queries, seq, mask = _attention_inputs()
   att([queries, tf.constant(seq), tf.constant(mask)])
-  small = att.weights(queries * 0.01, slice(None), att.keys_values(tf.constant(seq * 0.01))[0], tf.constant(mask))
-  large = att.weights(queries, slice(None), att.keys_values(tf.constant(seq))[0], tf.constant(mask))
+  small = att.attention_weights(queries * 0.01, slice(None), att.keys_values(tf.constant(seq * 0.01))[0], tf.constant(mask))
+  large = att.attention_weights(queries, slice(None), att.keys_values(tf.constant(seq))[0], tf.constant(mask))
   np.testing.assert_allclose(small.numpy(), large.numpy(), atol=1e-2)  # epsilon 1e-6 vs variance 1e-4
 
 

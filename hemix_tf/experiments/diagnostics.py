@@ -90,7 +90,7 @@ def attention_entropy(model: HeMix, features: dict) -> dict:
     if extractor.n_fixed:
       fixed = tf.tile(extractor.fixed_queries[None], [tf.shape(queries)[0], 1, 1])
       queries = tf.concat([queries, fixed], axis=1)
-    att = extractor.attention.weights(queries, slice(None), k, mask).numpy()  # [B, h, n, L]
+    att = extractor.attention.attention_weights(queries, slice(None), k, mask).numpy()  # [B, h, n, L]
     p = att / np.maximum(att.sum(-1, keepdims=True), 1e-12)
     entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(-1)  # [B, h, n]
     n_events = mask.numpy().sum(-1)

@@ -37,6 +37,12 @@ class NSTokenizer(keras.layers.Layer):
     return tf.reshape(self.out(x), [-1, self.n_tokens, self.d_t])
 
 
+def normalize_last_axis(norm: keras.layers.LayerNormalization, x: tf.Tensor) -> tf.Tensor:
+  """`norm` over the last axis of x of any rank (Keras fixes a LayerNormalization's axis to a positive
+  index at build, so one built on [B, h, n, d_h] would normalise the wrong axis of [U, M, h, n, d_h])."""
+  return tf.reshape(norm(tf.reshape(x, [-1, x.shape[-1]])), tf.shape(x))
+
+
 class MixedHeteroAttention(keras.layers.Layer):
   """Eqs. 3-9: queries [B, L_Q, d_T] attend over a sequence [B, L, d_I] -> O [B, L_Q, d_T].
 
@@ -96,19 +102,19 @@ class MixedHeteroAttention(keras.layers.Layer):
   def keys_values(self, sequence: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Eq. 5: K̃, Ṽ [B, h, L, d_h] of a sequence [B, L, d_I]."""
     if self.event_norm:
-      sequence = self.e_norm(sequence)
+      sequence = normalize_last_axis(self.e_norm, sequence)
     k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))
     v = tf.einsum("bli,id->bld", sequence, self.w_v)
     if self.normalization == "sigmoid":
       v += self.b_v
-    return (self.k_norm(k) if self.qk_norm else k), self._heads(v)
+    return (normalize_last_axis(self.k_norm, k) if self.qk_norm else k), self._heads(v)
 
-  def weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
     events get weight 0, and an empty sequence all-zero weights."""
     q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
     if self.qk_norm:
-      q = self.q_norm(q)
+      q = normalize_last_axis(self.q_norm, q)
     scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
     valid = mask[..., None, None, :]  # [..., 1, 1, L]
     if self.normalization == "softmax":
@@ -120,7 +126,7 @@ class MixedHeteroAttention(keras.layers.Layer):
              mask: tf.Tensor) -> tf.Tensor:
     """Eqs. 4, 6-8 for the query positions `positions`: queries [..., n, d_T] -> [..., n, d_T].
     k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions."""
-    att = self.weights(queries, positions, k, mask)  # Eq. 6
+    att = self.attention_weights(queries, positions, k, mask)  # Eq. 6
     o = tf.experimental.numpy.swapaxes(tf.matmul(att, v), -2, -3)  # Eq. 7: [..., n, h, d_h]
     o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
     return self.w_o(o)  # Eq. 8
