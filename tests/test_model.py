@@ -148,12 +148,13 @@ def test_sigmoid_attention_says_how_many_events_match_softmax_does_not():
 
 
 def test_qk_norm_scores_do_not_depend_on_the_embedding_scale():
-  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, qk_norm=True, event_norm=True)
+  keras.utils.set_random_seed(0)
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=32, heads=2, qk_norm=True, event_norm=True)
   queries, seq, mask = _attention_inputs()
   att([queries, tf.constant(seq), tf.constant(mask)])
-  small = att.attention_weights(queries * 0.01, slice(None), att.keys_values(tf.constant(seq * 0.01))[0], tf.constant(mask))
+  small = att.attention_weights(queries * 0.05, slice(None), att.keys_values(tf.constant(seq * 0.05))[0], tf.constant(mask))
   large = att.attention_weights(queries, slice(None), att.keys_values(tf.constant(seq))[0], tf.constant(mask))
-  np.testing.assert_allclose(small.numpy(), large.numpy(), atol=1e-2)  # epsilon 1e-6 vs variance 1e-4
+  np.testing.assert_allclose(small.numpy(), large.numpy(), atol=2e-3)  # inputs at Keras' embedding scale
 
 
 def test_attention_uses_one_query_projection_per_position():
