@@ -25,7 +25,7 @@ ABLATIONS = {
     "full": {}, "no_fixed_queries": {"use_fixed_queries": False},
     "no_mixed_queries": {"use_mixed_queries": False}, "no_global": {"use_global_sequence": False},
     "no_realtime": {"use_realtime_sequence": False}, "rankmixer": {"interaction": Interaction.RANKMIXER},
-    "transformer": {"interaction": Interaction.TRANSFORMER},
+    "transformer": {"interaction": Interaction.TRANSFORMER}, "flatten_pooling": {"pooling": "flatten"},
 }
 
 
@@ -254,6 +254,22 @@ def test_paper_preset_is_exactly_eqs_2_to_23(batch):
   assert counted == expected
 
 
+def test_flatten_pooling_reads_every_token(batch):
+  """pooling="flatten": the heads read [B, N * d_T], so swapping two tokens of T_L changes the prediction;
+  the paper's mean pooling is invariant to it."""
+  for pooling, invariant in (("mean", True), ("flatten", False)):
+    model = hemix(FC, dataclasses.replace(SMALL, pooling=pooling))
+    model(batch)
+    t = model.tokens(batch)
+    t_l = model.mixed(t)[-1]
+    swapped = tf.concat([t_l[:, 1:2], t_l[:, :1], t_l[:, 2:]], axis=1)
+    heads, pool = model.heads["click"], model.pool
+    np.testing.assert_allclose(heads(pool(t_l)).numpy(), model(batch)["click"].numpy(), rtol=1e-5)
+    same = np.allclose(heads(pool(swapped)).numpy(), heads(pool(t_l)).numpy(), rtol=1e-5)
+    assert same == invariant
+    assert heads.hidden[0].kernel.shape[0] == (SMALL.d_t if pooling == "mean" else SMALL.num_tokens * SMALL.d_t)
+
+
 def test_embedding_tables_start_different(batch):
   """Every table draws its own initial values (a shared unseeded Keras initializer repeats them)."""
   model = hemix(FC, dataclasses.replace(SMALL, embedding_init_stddev=0.25))
@@ -312,11 +328,16 @@ def test_memorises_a_few_hundred_examples():
   assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
 
 
+# The planted rules need no long sequences: L_G = 40, L_R = 8 keeps the four trainings to about a minute each.
+PLANTED_FC = dataclasses.replace(FC, sequence=dataclasses.replace(FC.sequence, global_length=40,
+                                                                  realtime_length=8))
+
+
 def _planted_realtime(batch: int, seed: int) -> dict:
   """click = 1 iff the candidate's category occurs among today's (real-time) events: a target-attention
   rule that only the real-time sequence reveals (the global sequence has the same distribution but is
   independent of the label)."""
-  features = random_features(FC, batch, seed=seed, max_lengths={"global": 20, "realtime": 4})
+  features = random_features(PLANTED_FC, batch, seed=seed, max_lengths={"global": 20, "realtime": 4})
   rng = np.random.default_rng(seed + 1)
   category = rng.integers(1, 9, batch)
   rt = features["realtime_category"]
@@ -331,7 +352,7 @@ def _planted_global(batch: int, seed: int) -> dict:
   """click = 1 iff the candidate's category is at least a third of the user's long history (global
   events, 12 to 40 of them, each user favouring one of 4 categories): a rule about *how many* events
   match, which only the global sequence reveals (the real-time events are independent of the label)."""
-  features = random_features(FC, batch, seed=seed, max_lengths={"global": 40, "realtime": 4})
+  features = random_features(PLANTED_FC, batch, seed=seed, max_lengths={"global": 40, "realtime": 4})
   rng = np.random.default_rng(seed + 1)
   lengths = rng.integers(12, 41, batch)
   favourite = rng.integers(1, 5, batch)
@@ -350,11 +371,11 @@ def _planted_global(batch: int, seed: int) -> dict:
 
 def _auc_after_training(config, planted) -> float:
   keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, TABLES, learning_rate=1e-3)
-  train = tf.data.Dataset.from_tensor_slices(encoded(FC, planted(20_000, seed=10), config))
+  model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3)
+  train = tf.data.Dataset.from_tensor_slices(encoded(PLANTED_FC, planted(20_000, seed=10), config))
   model.fit(train.shuffle(20_000, seed=0).batch(128).map(lambda f: with_labels(f, config.tasks)).repeat(),
             steps_per_epoch=600, epochs=1, verbose=0)
-  test = encoded(FC, planted(2000, seed=20), config)
+  test = encoded(PLANTED_FC, planted(2000, seed=20), config)
   return roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
 
 

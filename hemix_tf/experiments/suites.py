@@ -76,6 +76,9 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "embedding std 0.25": dataclasses.replace(PAPER, embedding_init_stddev=0.25),
         "sigmoid + QK-norm + event norm + embedding std 0.25": HEMIX,  # the default
         "pre-LN": dataclasses.replace(PAPER, pre_norm=True),
+        "default with softmax attention": dataclasses.replace(HEMIX, attention_normalization="softmax"),
+        "default + flatten pooling": dataclasses.replace(HEMIX, pooling="flatten"),
+        "default + pre-LN": dataclasses.replace(HEMIX, pre_norm=True),
         # The default's initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },

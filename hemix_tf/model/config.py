@@ -16,6 +16,9 @@ class Interaction(str, enum.Enum):
   TRANSFORMER = "transformer"
 
 
+POOLINGS = ("mean", "flatten")
+
+
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
   """What every model (HeMix and the baselines) shares: the embeddings of the same inputs and the heads."""
@@ -53,6 +56,9 @@ class HeMixConfig(InputConfig):
   ffn_expansion: int = 4  # k
   interaction: Interaction = Interaction.HETEROMIXER
   pre_norm: bool = False  # the paper's Add&Norm is post-LN (Eqs. 11, 21); True: x + f(LN(x))
+  # Section 3.5 mean-pools T_L to o [B, d_T]; "flatten": o = the concatenated tokens [B, N * d_T], so the
+  # heads read every token on its own (at a small d_T the mean is a d_T-wide bottleneck for N tokens).
+  pooling: str = "mean"
   # Ablations (Figure 3).
   use_fixed_queries: bool = True
   use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence
@@ -66,6 +72,8 @@ class HeMixConfig(InputConfig):
       raise ValueError(f"d_t={self.d_t} must be divisible by mixer_heads={self.mixer_heads}")
     if self.attention_dim % self.attention_heads:
       raise ValueError(f"attention_dim={self.attention_dim} must divide by attention_heads")
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling '{self.pooling}' is not one of {POOLINGS}")
     object.__setattr__(self, "interaction", Interaction(self.interaction))
 
   @property

@@ -4,7 +4,7 @@
   T_NS = NSTokenizer(E) [B, N_NS, d_T]  (Eq. 2), split 4:1 into T_NS^G, T_NS^R
   O^G = QMIE([T_NS^G, Q^G], G), O^R = QMIE([T_NS^R, Q^R], R)   (Eqs. 3-9)
   T = [O^G, O^R, T_NS] [B, N, d_T]  (Eq. 10)
-  T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T];  ŷ_task = σ(f_task(o))  (Eq. 22)
+  T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T] (or flattened);  ŷ_task = σ(f_task(o))  (Eq. 22)
 """
 from __future__ import annotations
 
@@ -98,9 +98,15 @@ class HeMix(keras.Model):
       outputs.append(t)
     return outputs
 
+  def pool(self, t_l: tf.Tensor) -> tf.Tensor:
+    """T_L [B, N, d_T] -> o: the mean over tokens [B, d_T] (Section 3.5), or with pooling="flatten" the
+    concatenated tokens [B, N * d_T]."""
+    if self.config.pooling == "mean":
+      return tf.reduce_mean(t_l, axis=1)
+    return tf.reshape(t_l, [-1, self.config.num_tokens * self.config.d_t])
+
   def _predict(self, t: tf.Tensor) -> dict:
-    t_l = self.mixed(t)[-1] if self.blocks else t
-    pooled = tf.reduce_mean(t_l, axis=1)  # Section 3.5: mean pooling over tokens
+    pooled = self.pool(self.mixed(t)[-1] if self.blocks else t)
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def call(self, features: dict, training=None) -> dict:
