@@ -15,9 +15,9 @@ setup(
     install_requires=["tfx==1.21.0", "tf-keras==2.21.0", "pyarrow", "pyyaml", "tqdm", "absl-py"],
     entry_points={
         "console_scripts": [
-            "hemix-data=hemix_tf.data.cli:run",
+            "hemix-data=hemix_tf.data.cli:run_cli",
             "hemix-sequence-job=pipelines.sequence_job_cli:run_cli",
-            "hemix-pipeline=pipelines.pipeline_cli:run",
+            "hemix-pipeline=pipelines.pipeline_cli:run_cli",
             "hemix-batch-score=pipelines.batch_scoring_cli:run_cli",
             "hemix-experiment=hemix_tf.experiments.cli:run_cli",
         ]

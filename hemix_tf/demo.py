@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import flags, logging
+from absl import flags
 
 from hemix_tf import cli_flags
 
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
-from pipelines.pipeline import PipelineConfig, run_local
-from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
 FLAGS = flags.FlagValues()  # the demo's own flags
 flags.DEFINE_string("run_dir", "runs/demo", "Where the demo writes everything.", flag_values=FLAGS)
@@ -27,7 +25,8 @@ flags.DEFINE_integer("train_steps", 400, "Training steps of 256 examples.", flag
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Beam's worker chatter; the steps below print progress
+  from pipelines.pipeline import PipelineConfig, run_local  # TFX, Beam: after the flags
+  from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
   run_dir = Path(FLAGS.run_dir).resolve()
   raw = run_dir / "raw"
   if (raw / "manifest.json").exists():
@@ -67,5 +66,9 @@ def main(argv):
   print(f"pipeline artifacts: {cfg.pipeline_root}   ML Metadata: {cfg.metadata_path}")
 
 
+def run_cli():
+  cli_flags.run(main, FLAGS, __doc__)
+
+
 if __name__ == "__main__":
-  cli_flags.run(main, FLAGS)
+  run_cli()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 
-from absl import flags, logging
+from absl import flags
 
 from hemix_tf import cli_flags
-from pipelines.batch_scoring import BatchScoringConfig, run
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("saved_model", None, "The SavedModel directory (e.g. a pushed version).", required=True,
@@ -28,7 +27,7 @@ flags.DEFINE_integer("batch_size", 512, "Examples per inference call.", flag_val
 
 
 def main(argv) -> None:
-  logging.set_verbosity(logging.WARNING)
+  from pipelines.batch_scoring import BatchScoringConfig, run  # Beam, TF: after the flags
   logs = FLAGS.dataset_dir
   try:
     cfg = BatchScoringConfig(
@@ -36,14 +35,14 @@ def main(argv) -> None:
         impressions=logs and f"{logs}/impressions", events=logs and f"{logs}/events",
         feature_config=FLAGS.feature_config, batch_size=FLAGS.batch_size)
   except ValueError as e:
-    raise flags.ValidationError(f"{e}: pass --examples or --dataset_dir") from e
+    raise cli_flags.UserError(f"{e}: pass --examples or --dataset_dir") from e
   summary = run(cfg, argv[1:])
   print(json.dumps(summary["counters"], indent=2))
   print(f"scores: {summary['scores']}\nrejected: {summary['rejected']}")
 
 
 def run_cli():
-  cli_flags.run(main, FLAGS, known_only=True)
+  cli_flags.run(main, FLAGS, __doc__, beam_options=True)
 
 
 if __name__ == "__main__":

@@ -26,33 +26,12 @@ from hemix_tf.data.examples import USER_ACTIVITY
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
+from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
 
 MODULE_DIR = Path(__file__).resolve().parent / "module"
 TRAINER_MODULE_FILE, RUN_FN = str(MODULE_DIR / "hemix_trainer_module.py"), "hemix_tf.trainer.run_fn"
 TRANSFORM_MODULE_FILE = str(MODULE_DIR / "hemix_transform_module.py")
 PREPROCESSING_FN = "hemix_tf.data.preprocessing.preprocessing_fn"
-DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-  examples_dir: str  # the sequence job's output: train/ and eval/ TFRecords
-  pipeline_root: str  # artifacts
-  serving_dir: str  # Pusher's destination
-  metadata_path: str  # SQLite ML Metadata (local runs)
-  pipeline_name: str = "hemix"
-  feature_config: str = "synthetic-lbs"
-  model_preset: str = "cpu-small"
-  train_steps: int = 400
-  batch_size: int = 256
-  learning_rate: float = 1e-3
-  schema_path: str | None = None  # a curated schema.pbtxt: ImportSchemaGen instead of SchemaGen
-  vocabulary_min_count: int = 2  # Transform: ids seen fewer times in train share the out-of-vocabulary row
-  min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
-  max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
-  beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
-
-
 def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.EvalConfig:
   auc_threshold = tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),

@@ -10,11 +10,11 @@ import os
 
 import yaml
 
-from absl import app, flags
+from absl import flags
 
 from hemix_tf import cli_flags
 
-from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, run_local
+from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig
 
 FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
 flags.DEFINE_string("config", None, "YAML file of PipelineConfig fields (flags given override it).",
@@ -47,25 +47,26 @@ def config_from_flags() -> PipelineConfig:
       from_file = yaml.safe_load(f) or {}
     unknown = set(from_file) - {f.name for f in dataclasses.fields(PipelineConfig)}
     if unknown:
-      raise app.UsageError(f"{FLAGS.config}: unknown PipelineConfig fields {sorted(unknown)}")
+      raise cli_flags.UserError(f"{FLAGS.config}: unknown PipelineConfig fields {sorted(unknown)}")
     values.update({k: v for k, v in from_file.items() if not (k in FLAG_FIELDS and FLAGS[k].present)})
   if not values.get("examples_dir"):
-    raise app.UsageError("give --examples_dir (or examples_dir in --config)")
+    raise cli_flags.UserError("give --examples_dir (or examples_dir in --config)")
   return PipelineConfig(**values)
 
 
 def main(argv):
   del argv
   cfg = config_from_flags()
+  from pipelines.pipeline import compile_kubeflow, run_local  # TFX: after the flags
   if FLAGS.kubeflow_output:
     print(f"Kubeflow V2 pipeline spec: {compile_kubeflow(cfg, FLAGS.kubeflow_output, FLAGS.image)}")
     return
   print(json.dumps(run_local(cfg), indent=2))
 
 
-def run():
-  cli_flags.run(main, FLAGS)
+def run_cli():
+  cli_flags.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  run_cli()

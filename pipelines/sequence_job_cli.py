@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 
-from absl import flags, logging
+from absl import flags
 
 from hemix_tf import cli_flags
 
 from hemix_tf.data.dataset import read_manifest
-from pipelines.sequence_job import SequenceJobConfig, run
 
 FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
 flags.DEFINE_string("dataset_dir", None, "A hemix-data directory (impressions/, events/, manifest.json).",
@@ -31,7 +30,8 @@ flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the s
                      flag_values=FLAGS)
 
 
-def config_from_flags() -> SequenceJobConfig:
+def config_from_flags():
+  from pipelines.sequence_job import SequenceJobConfig
   manifest = read_manifest(FLAGS.dataset_dir) if FLAGS.dataset_dir else {}
   impressions = FLAGS.impressions or (FLAGS.dataset_dir and f"{FLAGS.dataset_dir}/impressions")
   events = FLAGS.events or (FLAGS.dataset_dir and f"{FLAGS.dataset_dir}/events")
@@ -42,7 +42,7 @@ def config_from_flags() -> SequenceJobConfig:
                                   ("--eval_start_timestamp", eval_start),
                                   ("--feature_config", feature_config)) if v is None]
   if missing:
-    raise flags.ValidationError(f"give --dataset_dir or {', '.join(missing)}")
+    raise cli_flags.UserError(f"give --dataset_dir or {', '.join(missing)}")
   return SequenceJobConfig(impressions=impressions, events=events, output_dir=FLAGS.output_dir,
                            eval_start_timestamp=int(eval_start), feature_config=feature_config,
                            num_buckets=FLAGS.num_buckets)
@@ -50,14 +50,14 @@ def config_from_flags() -> SequenceJobConfig:
 
 def main(argv) -> None:
   beam_args = argv[1:]  # the flags this tool does not know: Beam pipeline options
-  logging.set_verbosity(logging.WARNING)  # Beam's worker chatter; counters are printed at the end
+  from pipelines.sequence_job import run
   summary = run(config_from_flags(), beam_args)
   print(json.dumps(summary["counters"], indent=2))
   print(f"train examples: {summary['outputs']['train']}\neval examples:  {summary['outputs']['eval']}")
 
 
 def run_cli():
-  cli_flags.run(main, FLAGS, known_only=True)
+  cli_flags.run(main, FLAGS, __doc__, beam_options=True)
 
 
 if __name__ == "__main__":

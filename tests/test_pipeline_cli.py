@@ -1,9 +1,86 @@
-"""hemix-pipeline: a YAML config file overridden by the flags given."""
+"""The command-line tools: help, one-line errors, Beam option checks; hemix-pipeline's YAML config
+overridden by the flags given."""
 import importlib
+import subprocess
+import sys
 
 import pytest
+from absl import flags
 
+from hemix_tf import cli_flags
 from pipelines import pipeline_cli
+
+# Each tool's module, and one of its own flags that its help must list.
+TOOLS = {"hemix_tf.data.cli": "--num_impressions", "pipelines.sequence_job_cli": "--num_buckets",
+         "pipelines.pipeline_cli": "--examples_dir", "pipelines.batch_scoring_cli": "--saved_model",
+         "hemix_tf.experiments.cli": "--suite", "hemix_tf.demo": "--run_dir"}
+# Tools whose help must answer before TensorFlow, TFX or Beam is imported.
+LIGHT = ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli",
+         "pipelines.batch_scoring_cli", "hemix_tf.demo")
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_help_lists_the_tools_own_flags(module):
+  proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert TOOLS[module] in proc.stdout and "--verbose" in proc.stdout and "Unknown command line flag" not in proc.stdout
+
+
+def test_help_imports_no_tensorflow_tfx_or_beam():
+  code = (f"import sys\nfor name in {LIGHT!r}:\n"
+          "  module = __import__(name, fromlist=['FLAGS'])\n"
+          "  sys.argv = [name, '-h']\n"
+          "  try:\n    module.run_cli()\n"
+          "  except SystemExit as e:\n    assert e.code == 0, (name, e.code)\n"
+          "heavy = [m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules]\n"
+          "assert not heavy, heavy\n")
+  subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+
+
+def _run_tool(monkeypatch, main, *argv, beam_options=False):
+  own = flags.FlagValues()
+  flags.DEFINE_string("output_dir", None, "Where.", flag_values=own)
+  monkeypatch.setattr(sys, "argv", ["hemix-tool", *argv])
+  try:
+    cli_flags.run(main, own, "hemix-tool: a test tool.", beam_options=beam_options, uses_tensorflow=False)
+  except SystemExit as e:
+    return e.code
+  return 0
+
+
+def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
+  def main(argv):
+    raise FileNotFoundError("/x/users.dat: no such file (a GroupLens directory has users.dat)")
+  assert _run_tool(monkeypatch, main, "--output_dir=/o") == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("hemix-tool: error: /x/users.dat: no such file")
+  assert _run_tool(monkeypatch, main, "--output_dir=/o", "--bogus") == 2
+  assert capsys.readouterr().err.startswith("hemix-tool: error: Unknown command line flag 'bogus'")
+
+
+def test_verbose_shows_the_traceback(monkeypatch):
+  def main(argv):
+    raise FileNotFoundError("missing")
+  monkeypatch.setattr(sys, "argv", ["hemix-tool", "--verbose"])
+  with pytest.raises(FileNotFoundError):
+    cli_flags.run(main, flags.FlagValues(), "doc", uses_tensorflow=False)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+  def main(argv):
+    raise ZeroDivisionError("a bug")
+  monkeypatch.setattr(sys, "argv", ["hemix-tool"])
+  with pytest.raises(ZeroDivisionError):
+    cli_flags.run(main, flags.FlagValues(), "doc", uses_tensorflow=False)
+
+
+def test_beam_options_pass_and_typos_are_errors(monkeypatch, capsys):
+  seen = []
+  assert _run_tool(monkeypatch, seen.append, "--output_dir=/o", "--runner=DirectRunner",
+                   "--direct_num_workers=2", beam_options=True) == 0
+  assert seen[0][1:] == ["--runner=DirectRunner", "--direct_num_workers=2"]
+  assert _run_tool(monkeypatch, seen.append, "--output_dir=/o", "--runer=DirectRunner", beam_options=True) == 2
+  assert "unknown flags --runer=DirectRunner" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from hemix_tf import cli_flags
 
@@ -61,12 +61,12 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
       tables = movielens.to_contract(*movielens.read_atomic(source), config)
     elif dataset == "grouplens":
       if not source_dir:
-        raise app.UsageError("--dataset=grouplens needs --source_dir (ratings.dat, users.dat, movies.dat)")
+        raise cli_flags.UserError("--dataset=grouplens needs --source_dir (ratings.dat, users.dat, movies.dat)")
       source = source_dir
       tables = movielens.to_contract(*movielens.read_grouplens(source), config)
     else:
       if not source_dir:
-        raise app.UsageError("--dataset=amazon-grocery needs --source_dir (train.csv, item_meta.csv)")
+        raise cli_flags.UserError("--dataset=amazon-grocery needs --source_dir (train.csv, item_meta.csv)")
       source = source_dir
       tables = amazon.to_contract(*amazon.read_grocery(source), config,
                                   negatives_per_positive=negatives_per_positive, seed=seed)
@@ -84,10 +84,10 @@ def main(argv):
   print(f"dataset written to {Path(FLAGS.output_dir).resolve()}")
 
 
-def run():
+def run_cli():
   flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
-  cli_flags.run(main, FLAGS)
+  cli_flags.run(main, FLAGS, __doc__, uses_tensorflow=False)
 
 
 if __name__ == "__main__":
-  run()
+  run_cli()

@@ -7,10 +7,9 @@ A killed grid resumes: finished runs are skipped.
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 
 from hemix_tf import cli_flags
-from hemix_tf.experiments.harness import ExperimentConfig, markdown, run_grid
 from hemix_tf.experiments.suites import SUITES
 
 FLAGS = flags.FlagValues()
@@ -34,7 +33,7 @@ flags.DEFINE_bool("on_validation", False, "Score every run on the validation spl
 
 def main(argv) -> None:
   del argv
-  logging.set_verbosity(logging.WARNING)
+  from hemix_tf.experiments.harness import ExperimentConfig, markdown, run_grid  # TF: after the flags
   results = run_grid(ExperimentConfig(
       suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
       train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
@@ -45,7 +44,7 @@ def main(argv) -> None:
 
 
 def run_cli():
-  cli_flags.run(main, FLAGS)
+  cli_flags.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":

@@ -212,4 +212,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli_flags.run(main, FLAGS)
+  cli_flags.run(main, FLAGS, __doc__)

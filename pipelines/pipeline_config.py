@@ -1,0 +1,25 @@
+"""The TFX pipeline's settings (pipelines/pipeline.py), importable without TFX (the CLI's --help)."""
+from __future__ import annotations
+
+import dataclasses
+
+DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  examples_dir: str  # the sequence job's output: train/ and eval/ TFRecords
+  pipeline_root: str  # artifacts
+  serving_dir: str  # Pusher's destination
+  metadata_path: str  # SQLite ML Metadata (local runs)
+  pipeline_name: str = "hemix"
+  feature_config: str = "synthetic-lbs"
+  model_preset: str = "cpu-small"
+  train_steps: int = 400
+  batch_size: int = 256
+  learning_rate: float = 1e-3
+  schema_path: str | None = None  # a curated schema.pbtxt: ImportSchemaGen instead of SchemaGen
+  vocabulary_min_count: int = 2  # Transform: ids seen fewer times in train share the out-of-vocabulary row
+  min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
+  max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
+  beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
