@@ -113,6 +113,9 @@ def test_parquet_wrong_type_names_row(tmp_path, logs):
     ("click", 2, "label must be 0 or 1"),
     ("conversion", 1, "conversion = 1 needs click = 1"),
     ("request_id", "", "request_id must not be empty"),
+    ("distance_km", float("nan"), "a dense feature must be finite"),
+    ("item_rating", float("inf"), "a dense feature must be finite"),
+    ("distance_km", float("-inf"), "a dense feature must be finite"),
 ])
 def test_bad_impression_values(tmp_path, logs, column, value, expected):
   table = logs[LogKind.IMPRESSIONS]

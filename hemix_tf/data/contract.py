@@ -163,6 +163,10 @@ def _check_values(table: pa.Table, kind: LogKind, config: FeatureConfig, source:
     fail_where(pc.greater(table["conversion"], table["click"]), "conversion",
                "conversion = 1 needs click = 1")
     fail_where(pc.equal(table[REQUEST_ID], ""), REQUEST_ID, "request_id must not be empty")
+    for f in config.features:  # NaN / inf would pass every later gate and train on `loss nan`
+      if f.kind == FeatureKind.DENSE:
+        fail_where(pc.invert(pc.is_finite(table[f.name])), f.name,
+                   "a dense feature must be finite (leave it empty for a missing value)")
   else:
     allowed = pa.array(config.sequence.behaviors)
     fail_where(pc.invert(pc.is_in(table[BEHAVIOR], allowed)), BEHAVIOR,
