@@ -46,7 +46,8 @@ def main(argv):
     print(f"[2/3] Beam sequence job (DirectRunner, in memory): point-in-time sequences -> {examples}")
     summary = run_sequence_job(SequenceJobConfig(
         impressions=str(raw / "impressions"), events=str(raw / "events"), output_dir=str(examples),
-        eval_start_timestamp=manifest["eval_start_timestamp"], feature_config=manifest["feature_config"]))
+        eval_start_timestamp=manifest["eval_start_timestamp"], feature_config=manifest["feature_config"],
+        overwrite=True))  # no job_summary.json: a killed run's leftovers
   print(json.dumps(summary["counters"], indent=2))
   print(f"train examples: {summary['outputs']['train']}")
   print(f"eval examples:  {summary['outputs']['eval']}")

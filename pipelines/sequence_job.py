@@ -32,13 +32,18 @@ from tfx_bsl.coders import example_coder
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
 from hemix_tf.data.examples import example_batch
 from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
-from hemix_tf.data.io import SUFFIXES, parquet_file, raw_batches
+from hemix_tf.data.io import SUFFIXES, csv_header, parquet_file, raw_batches
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 from pipelines.beam_jobs import run_pipeline, write_summary
+from pipelines.outputs import staged_output
 
 NAMESPACE = "hemix_sequence_job"
-COUNTERS = ("impressions", "events", "events_grouped", "train_examples", "eval_examples", "empty_global",
-            "empty_realtime", "truncated_global", "truncated_realtime", "rejected_rows")
+# `<kind>_records`: records read at the source (data rows and unparseable CSV lines); each ends in exactly
+# one place: a valid row (`impressions`, `events`) or a dead letter (`rejected_rows`).
+COUNTERS = ("impression_records", "event_records", "impressions", "events", "events_grouped", "train_examples",
+            "eval_examples", "empty_global", "empty_realtime", "truncated_global", "truncated_realtime",
+            "rejected_rows")
+RECORDS = {LogKind.IMPRESSIONS: "impression_records", LogKind.EVENTS: "event_records"}
 REJECTED = "rejected"
 TRAIN, EVAL = "train", "eval"
 EXAMPLES_PER_BLOCK = 4096
@@ -53,6 +58,7 @@ class SequenceJobConfig:
   feature_config: str = "synthetic-lbs"  # packaged name or YAML path
   num_buckets: int = 64  # user-hash buckets: the unit of parallelism of the sequence build
   batch_rows: int = 65_536  # rows per Arrow chunk when reading
+  overwrite: bool = False  # replace a non-empty output_dir (else the job refuses to start)
 
 
 def _counter(name: str):
@@ -84,15 +90,23 @@ def match_logs(path: str) -> list[str]:
   return files
 
 
-def plan_reads(path: str, kind: LogKind) -> list[tuple[str, str, int]]:
-  """(kind, file, row group or -1 for a whole CSV file): the read units, for parallel reads."""
+def plan_reads(path: str, kind: LogKind, config: FeatureConfig) -> list[tuple[str, str, int]]:
+  """(kind, file, row group or -1 for a whole CSV file): the read units, for parallel reads. A file that
+  lacks a contract column fails here, before any work: none of its rows could be valid."""
   units = []
+  needed = contract_schema(kind, config).names
   for file in match_logs(path):
     if file.endswith(".parquet"):
-      groups = parquet_file(file, open_with_beam).num_row_groups
-      units += [(kind.value, file, g) for g in range(groups)] or [(kind.value, file, -1)]
+      pf = parquet_file(file, open_with_beam)
+      columns = pf.schema_arrow.names
+      units += [(kind.value, file, g) for g in range(pf.num_row_groups)]
     else:
+      columns = csv_header(file, open_with_beam)
       units.append((kind.value, file, -1))
+    missing = [name for name in needed if name not in columns]
+    if missing:
+      raise DataContractError(f"{file}: missing column(s) {missing}; the {kind.value} contract of feature "
+                              f"config '{config.name}' needs {needed}")
   return units
 
 
@@ -103,25 +117,21 @@ class ReadAndValidate(beam.DoFn):
     self.config, self.num_buckets, self.batch_rows = config, num_buckets, batch_rows
 
   def process(self, unit: tuple[str, str, int]) -> Iterator:
+    """An unreadable file raises (a DataContractError naming it): the job fails, since its records
+    could not be accounted for."""
     kind, file, row_group = LogKind(unit[0]), unit[1], unit[2]
-    rows = 0
-    try:
-      for table, source in raw_batches(file, self.batch_rows, None if row_group < 0 else row_group,
-                                       open_with_beam):
-        rows += table.num_rows
-        good, rejected = self._validate(table, kind, source)
-        for letter in rejected:
-          yield beam.pvalue.TaggedOutput(REJECTED, letter)
-        _counter("rejected_rows").inc(len(rejected))
-        _counter(kind.value).inc(good.num_rows)
-        yield from self._by_bucket(kind, good)
-    except DataContractError as e:  # an unreadable file or CSV line: the rest of the file is lost
-      _counter("rejected_rows").inc(1)
-      yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": str(e)}))
-      return
-    if rows == 0 and row_group <= 0:  # an empty Parquet file (an empty CSV raises above)
-      _counter("rejected_rows").inc(1)
-      yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"file": file, "reason": f"{file}: empty file"}))
+    for table, source in raw_batches(file, self.batch_rows, None if row_group < 0 else row_group,
+                                     open_with_beam):
+      _counter(RECORDS[kind]).inc(table.num_rows + len(source.invalid))
+      for bad in source.invalid:
+        yield beam.pvalue.TaggedOutput(REJECTED, json.dumps(
+            {"file": file, "line": bad.line, "kind": kind.value, "reason": bad.reason, "text": bad.text}))
+      good, rejected = self._validate(table, kind, source)
+      for letter in rejected:
+        yield beam.pvalue.TaggedOutput(REJECTED, letter)
+      _counter("rejected_rows").inc(len(rejected) + len(source.invalid))
+      _counter(kind.value).inc(good.num_rows)
+      yield from self._by_bucket(kind, good)
 
   def _validate(self, table: pa.Table, kind: LogKind, source: Source) -> tuple[pa.Table, list[str]]:
     try:
@@ -134,8 +144,10 @@ class ReadAndValidate(beam.DoFn):
       try:
         good.append(conform(table.slice(i, 1), kind, self.config, row_source))
       except DataContractError as e:
-        rejected.append(json.dumps({"file": source.path, "row": row_source.first_row,
-                                    "kind": kind.value, "reason": str(e)}))
+        letter = {"file": source.path, "row": row_source.first_row, "kind": kind.value, "reason": str(e)}
+        if source.header_lines is not None:
+          letter["line"] = source.line(i)
+        rejected.append(json.dumps(letter))
     return (pa.concat_tables(good) if good else contract_schema(kind, self.config).empty_table()), rejected
 
   def _by_bucket(self, kind: LogKind, table: pa.Table) -> Iterator:
@@ -202,7 +214,7 @@ def build_examples(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConf
   read = ReadAndValidate(config, cfg.num_buckets, cfg.batch_rows)
   keyed, rejected = [], []
   for kind, path in ((LogKind.IMPRESSIONS, cfg.impressions), (LogKind.EVENTS, cfg.events)):
-    out = (p | f"Plan{kind.value}" >> beam.Create(plan_reads(path, kind))
+    out = (p | f"Plan{kind.value}" >> beam.Create(plan_reads(path, kind, config))
            | f"Reshuffle{kind.value}" >> beam.Reshuffle()
            | f"Read{kind.value}" >> beam.ParDo(read).with_outputs(REJECTED, main="rows"))
     keyed.append(out.rows)
@@ -231,19 +243,42 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
 DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
+def unbalanced(counters: dict) -> list[str]:
+  """What does not add up: every record read is a valid row or a dead letter, every valid row reaches
+  its user's bucket, every valid impression becomes one example."""
+  problems = []
+  read = counters["impression_records"] + counters["event_records"]
+  placed = counters["impressions"] + counters["events"] + counters["rejected_rows"]
+  if read != placed:
+    problems.append(f"{read} records read but {placed} valid or rejected")
+  if counters["impressions"] != counters["train_examples"] + counters["eval_examples"]:
+    problems.append(f"{counters['impressions']} valid impressions but "
+                    f"{counters['train_examples'] + counters['eval_examples']} examples")
+  if counters["events"] != counters["events_grouped"]:
+    problems.append(f"{counters['events']} valid events but {counters['events_grouped']} grouped")
+  return problems
+
+
 def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
-  """Runs the job and returns the summary (counters, output patterns), also in job_summary.json."""
-  counters = run_pipeline(lambda p: build_pipeline(p, cfg), beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
-  summary = {"counters": counters, "outputs": output_patterns(cfg.output_dir),
-             "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
-             "config": dataclasses.asdict(cfg)}
-  write_summary(cfg.output_dir, summary)
-  # Every valid row read reaches its user's bucket, and every valid impression becomes one example
-  # (invalid rows are counted apart, as rejected); a runner that loses elements must not look finished.
-  if (counters["impressions"] != counters["train_examples"] + counters["eval_examples"]
-      or counters["events"] != counters["events_grouped"]):
-    raise RuntimeError(f"rows lost between reading and writing: {counters} (see {cfg.output_dir}/"
-                       "job_summary.json); the outputs are incomplete, re-run the job")
+  """Runs the job and returns the summary (counters, output patterns), also in job_summary.json.
+
+  The outputs appear in cfg.output_dir only if the counts balance and there is at least one valid
+  impression (pipelines/outputs.py); otherwise the job raises and publishes nothing."""
+  with staged_output(cfg.output_dir, cfg.overwrite) as staging:
+    counters = run_pipeline(lambda p: build_pipeline(p, dataclasses.replace(cfg, output_dir=staging)),
+                            beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
+    summary = {"counters": counters, "outputs": output_patterns(cfg.output_dir),
+               "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
+               "config": dataclasses.asdict(cfg)}
+    write_summary(staging, summary)
+    problems = unbalanced(counters)
+    if problems:  # a runner that loses elements must not look finished
+      raise RuntimeError(f"rows lost between reading and writing ({'; '.join(problems)}); nothing was "
+                         f"published; the partial outputs and counters are in {staging}")
+    if counters["impressions"] == 0:
+      raise DataContractError(
+          f"{cfg.impressions}: no valid impression among {counters['impression_records']} records "
+          f"({counters['rejected_rows']} rows rejected: see {staging}/{REJECTED}); nothing was published")
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])
   return summary

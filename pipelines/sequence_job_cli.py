@@ -26,6 +26,8 @@ flags.DEFINE_string("feature_config", None, "Config name or YAML (default: the m
                     flag_values=FLAGS)
 flags.DEFINE_string("output_dir", None, "Where train/, eval/, rejected/ are written.", required=True,
                     flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (else the job refuses to start).",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the sequence build).",
                      flag_values=FLAGS)
 
@@ -45,7 +47,7 @@ def config_from_flags():
     raise cli_flags.UserError(f"give --dataset_dir or {', '.join(missing)}")
   return SequenceJobConfig(impressions=impressions, events=events, output_dir=FLAGS.output_dir,
                            eval_start_timestamp=int(eval_start), feature_config=feature_config,
-                           num_buckets=FLAGS.num_buckets)
+                           num_buckets=FLAGS.num_buckets, overwrite=FLAGS.overwrite)
 
 
 def main(argv) -> None:

@@ -5,9 +5,10 @@ from pipelines.sequence_job import SequenceJobConfig, run
 IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
-def run_job(dataset_dir, out_dir, config_name, num_buckets=4) -> dict:
+def run_job(dataset_dir, out_dir, config_name, num_buckets=4, overwrite=False) -> dict:
   """The job's summary: counters and the train / eval output patterns."""
   manifest = read_manifest(dataset_dir)
   cfg = SequenceJobConfig(str(dataset_dir / "impressions"), str(dataset_dir / "events"), str(out_dir),
-                          manifest["eval_start_timestamp"], config_name, num_buckets=num_buckets)
+                          manifest["eval_start_timestamp"], config_name, num_buckets=num_buckets,
+                          overwrite=overwrite)
   return run(cfg, IN_MEMORY)

@@ -132,19 +132,86 @@ def test_dead_letters(tmp_path):
                 for r in bad[:3]]
   csv_lines[2] = csv_lines[2].replace(",click,", ",teleport,").replace(",navigate,", ",teleport,") \
       .replace(",order,", ",teleport,")
-  csv_lines.append("7,8,-1,click,1,1")
+  csv_lines.insert(3, "7,8,9")  # line 4: a truncated line; the read goes on after it
+  csv_lines.append("7,8,-1,click,1,1")  # line 6, data row 3
   (raw / "events" / "extra.csv").write_text("\n".join(csv_lines) + "\n")
-  (raw / "events" / "empty.csv").write_text("")
+  (raw / "events" / "header_only.csv").write_text(csv_lines[0] + "\n")  # no rows: nothing to account for
   summary = run_job(raw, tmp_path / "out", "synthetic-lbs")
   letters = [json.loads(line) for f in tf.io.gfile.glob(summary["rejected"])
              for line in open(f) if line.strip()]
   reasons = sorted(letter["reason"] for letter in letters)
-  assert len(letters) == 3 and summary["counters"]["rejected_rows"] == 3
+  c = summary["counters"]
+  assert len(letters) == 3 and c["rejected_rows"] == 3
   assert any("row 1 (line 3), column 'behavior'" in r for r in reasons)
-  assert any("row 3 (line 5), column 'timestamp'" in r for r in reasons)
-  assert any("empty.csv: empty file" in r for r in reasons)
+  assert any("row 3 (line 6), column 'timestamp'" in r for r in reasons)
+  truncated = [letter for letter in letters if letter.get("text") == "7,8,9"]
+  assert truncated[0]["line"] == 4 and "3 fields where the header has 6" in truncated[0]["reason"]
   n_events = read_log(raw / "events" / "part-00000.parquet", LogKind.EVENTS, config).num_rows
-  assert summary["counters"]["events"] == n_events + 2  # the two good CSV rows are kept
+  assert c["events"] == n_events + 2  # the two good CSV rows are kept
+  assert c["event_records"] == n_events + 5 and c["impression_records"] == c["impressions"] == 300
+
+
+def test_a_malformed_line_in_a_large_csv_loses_no_other_row(tmp_path):
+  """A line with a wrong field count in a CSV of several parser blocks (4 MiB each): every other line
+  becomes a valid row, the bad line one dead letter with its line number (it used to lose every row of
+  the blocks after it, counted as one rejected row)."""
+  config = load_feature_config("synthetic-lbs")
+  build("synthetic", str(tmp_path / "raw"), num_impressions=300)
+  raw = tmp_path / "raw"
+  events = read_log(raw / "events", LogKind.EVENTS, config).slice(0, 1)
+  r = events.to_pylist()[0]
+  line = f"{r['user_id']},{r['item_id']},{r['timestamp']},{r['behavior']},{r['category']},{r['cell']}"
+  n = 300_000  # ~11 MB
+  lines = ["user_id,item_id,timestamp,behavior,category,cell"] + [line] * n
+  lines[150_001] = line.rsplit(",", 2)[0]  # truncated: line 150,002
+  (raw / "events" / "big.csv").write_text("\n".join(lines) + "\n")
+  summary = run_job(raw, tmp_path / "out", "synthetic-lbs")
+  c = summary["counters"]
+  n_events = read_log(raw / "events" / "part-00000.parquet", LogKind.EVENTS, config).num_rows
+  assert c["rejected_rows"] == 1 and c["events"] == n_events + n - 1
+  letter = json.loads(open(tf.io.gfile.glob(summary["rejected"])[0]).readline())
+  assert letter["line"] == 150_002 and letter["file"].endswith("big.csv")
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing_column", r"i.csv: missing column\(s\) \['distance_km'\]"),
+    ("empty_file", r"i.csv: empty file \(no header line\)"),
+    ("no_valid_impression", r"no valid impression among 1 records"),
+])
+def test_meaningless_input_fails_and_publishes_nothing(tmp_path, problem, expected):
+  from hemix_tf.data.contract import DataContractError
+  config = load_feature_config("synthetic-lbs")
+  build("synthetic", str(tmp_path / "raw"), num_impressions=50)
+  raw = tmp_path / "raw"
+  imp = read_log(raw / "impressions", LogKind.IMPRESSIONS, config)
+  (raw / "impressions" / "part-00000.parquet").unlink()
+  row = imp.slice(0, 1).to_pylist()[0]
+  header = [n for n in imp.column_names if n != "distance_km" or problem != "missing_column"]
+  values = ["|".join(row[n]) if isinstance(row[n], list) else str(row[n]) for n in header]
+  text = ",".join(header) + "\n" + ",".join(values) + "\n"
+  if problem == "no_valid_impression":
+    text = text.replace(f",{row['timestamp']},", ",-5,", 1)
+  (raw / "impressions" / "i.csv").write_text("" if problem == "empty_file" else text)
+  with pytest.raises(DataContractError, match=expected):
+    run_job(raw, tmp_path / "out", "synthetic-lbs")
+  assert not (tmp_path / "out").exists()
+
+
+def test_rerun_refuses_a_non_empty_output_and_overwrite_replaces_it_whole(tmp_path):
+  """A second run into the same directory with another bucket count: refused without overwrite; with
+  it, the directory holds exactly the new run's examples (old shards used to stay beside the new)."""
+  build("synthetic", str(tmp_path / "raw"), num_impressions=300)
+  first = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs", num_buckets=4)
+  with pytest.raises(FileExistsError, match="is not empty: pass --overwrite"):
+    run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs", num_buckets=2)
+  second = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs", num_buckets=2, overwrite=True)
+  config = load_feature_config("synthetic-lbs")
+  written = {**read_examples(second["outputs"]["train"], config),
+             **read_examples(second["outputs"]["eval"], config)}
+  files = tf.io.gfile.glob(second["outputs"]["train"]) + tf.io.gfile.glob(second["outputs"]["eval"])
+  count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+  assert count == len(written) == 300 == first["counters"]["impressions"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no staging or beam-temp left
 
 
 def test_make_dataset_reads_the_examples(tmp_path):
@@ -181,13 +248,14 @@ def test_the_job_fails_when_an_impression_is_not_written(tmp_path, monkeypatch):
   """A run whose counters show an impression or event read but never grouped / written (a runner losing
   elements) raises instead of leaving an incomplete dataset that looks finished."""
   from pipelines import sequence_job
-  whole = {name: 0 for name in sequence_job.COUNTERS} | {"impressions": 10, "train_examples": 7,
-                                                          "eval_examples": 3, "events": 50, "events_grouped": 50}
+  whole = {name: 0 for name in sequence_job.COUNTERS} | {
+      "impression_records": 10, "event_records": 50, "impressions": 10, "train_examples": 7,
+      "eval_examples": 3, "events": 50, "events_grouped": 50}
   cfg = sequence_job.SequenceJobConfig(str(tmp_path / "i"), str(tmp_path / "e"), str(tmp_path / "out"), 0,
-                                       "movielens")
+                                       "movielens", overwrite=True)
   monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a: dict(whole))
   assert sequence_job.run(cfg)["counters"] == whole
-  for lost in ({"train_examples": 6}, {"events_grouped": 49}):
+  for lost in ({"train_examples": 6}, {"events_grouped": 49}, {"event_records": 51}):
     monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a, lost=lost: whole | lost)
     with pytest.raises(RuntimeError, match="rows lost"):
       sequence_job.run(cfg)

@@ -42,18 +42,36 @@ class DataContractError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class InvalidLine:
+  """A CSV line the parser could not split into the header's fields: a dead letter, the read goes on."""
+  line: int  # 1-based physical line of the file (the header is line 1)
+  text: str
+  reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Source:
   """Where a batch of rows came from, to name it in errors."""
   path: str
   first_row: int = 0  # 0-based index of the batch's first data row in the file
   header_lines: int | None = None  # CSV: lines before the first data row; None for Parquet
+  skipped_lines: tuple[int, ...] = ()  # CSV: sorted lines skipped as invalid so far (for line numbers)
+  invalid: tuple[InvalidLine, ...] = ()  # CSV: invalid lines found since the previous batch
+
+  def line(self, row: int) -> int:
+    """The physical CSV line of the batch's `row`: the data rows plus the header and skipped lines."""
+    line = self.first_row + row + self.header_lines + 1
+    for skipped in self.skipped_lines:
+      if skipped > line:
+        break
+      line += 1
+    return line
 
   def where(self, row: int | None = None, column: str | None = None) -> str:
     parts = [self.path]
     if row is not None:
       r = self.first_row + row
-      parts.append(f"row {r}" + (f" (line {r + self.header_lines + 1})"
-                                 if self.header_lines is not None else ""))
+      parts.append(f"row {r}" + (f" (line {self.line(row)})" if self.header_lines is not None else ""))
     if column is not None:
       parts.append(f"column '{column}'")
     return ", ".join(parts)

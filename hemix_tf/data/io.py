@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
+from hemix_tf.data.contract import DataContractError, InvalidLine, LogKind, Source, conform, contract_schema
 from hemix_tf.data.feature_config import FeatureConfig
 
 SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
@@ -44,28 +44,59 @@ def open_local(path: str, decompress: bool) -> BinaryIO:
 Opener = Callable[[str, bool], BinaryIO]  # (path, decompress) -> binary file, e.g. Beam FileSystems
 
 
-def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[pa.Table, Source]]:
-  delimiter = "\t" if ".tsv" in path else ","
+def _delimiter(path: str) -> str:
+  return "\t" if ".tsv" in path else ","
+
+
+def csv_header(path: str, opener: Opener = open_local) -> list[str]:
+  """The column names on a CSV / TSV file's first line."""
   with opener(path, True) as f:
-    header = f.readline().decode("utf-8").rstrip("\r\n")
+    try:
+      header = f.readline().decode("utf-8").rstrip("\r\n")
+    except (UnicodeDecodeError, OSError) as e:
+      raise DataContractError(f"{path}: line 1: not a UTF-8 text header: {e}") from None
   if not header:
     raise DataContractError(f"{path}: empty file (no header line)")
-  names = header.split(delimiter)
+  return header.split(_delimiter(path))
+
+
+def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[pa.Table, Source]]:
+  """Batches of string columns; a line with the wrong number of fields is skipped and reported in the
+  next batch's `Source.invalid` (a batch of 0 rows carries those found after the last data row)."""
+  delimiter = _delimiter(path)
+  names = csv_header(path, opener)
   convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
-  row = 0
+  invalid: list[InvalidLine] = []
+
+  def skip(bad) -> str:
+    invalid.append(InvalidLine(bad.number, bad.text, f"{bad.actual_columns} fields where the header has "
+                                                     f"{bad.expected_columns}"))
+    return "skip"
+
+  row, reported = 0, 0
+
+  def source() -> Source:
+    nonlocal reported
+    new, reported = tuple(invalid[reported:]), len(invalid)
+    return Source(path, row, header_lines=1, skipped_lines=tuple(sorted(i.line for i in invalid)), invalid=new)
+
   with opener(path, True) as f:
-    reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 22),
-                             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+    # One thread: the parser then knows every line's number.
+    reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 22, use_threads=False),
+                             parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip),
                              convert_options=convert)
     try:
       for batch in reader:
         for start in range(0, batch.num_rows, batch_rows):
           chunk = pa.Table.from_batches([batch.slice(start, batch_rows)])
-          yield chunk, Source(path, row, header_lines=1)
+          yield chunk, source()
           row += chunk.num_rows
-    except pa.ArrowInvalid as e:  # e.g. a row with the wrong number of fields
-      raise DataContractError(f"{path}: after row {row} (line {row + 2}): {e}") from None
+    except pa.ArrowInvalid as e:  # e.g. bytes that are not UTF-8: the rest of the file cannot be read
+      at = Source(path, row, header_lines=1, skipped_lines=tuple(sorted(i.line for i in invalid)))
+      raise DataContractError(f"{path}: at or after line {at.line(0)}: {e}") from None
+  if reported < len(invalid):
+    yield pa.table({n: pa.array([], pa.string()) for n in names}), source()
 
 
 def parquet_file(path: str, opener: Opener = open_local) -> pq.ParquetFile:
@@ -100,6 +131,9 @@ def iter_log(path: str | Path, kind: LogKind, config: FeatureConfig,
   for file in log_files(path):
     rows = 0
     for table, source in raw_batches(file, batch_rows):
+      if source.invalid:  # no dead-letter channel here: the first invalid line stops the read
+        bad = source.invalid[0]
+        raise DataContractError(f"{file}, line {bad.line}: {bad.reason}: {bad.text[:200]!r}")
       rows += table.num_rows
       yield conform(table, kind, config, source)
     if rows == 0:

@@ -115,7 +115,7 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   if not summary_file.exists():
     run_sequence_job(SequenceJobConfig(str(data / "raw" / "impressions"), str(data / "raw" / "events"),
                                        str(data / "examples"), manifest["eval_start_timestamp"],
-                                       manifest["feature_config"]))
+                                       manifest["feature_config"], overwrite=True))  # none: a killed run's
   return manifest, json.loads(summary_file.read_text())
 
 

@@ -78,7 +78,11 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "pre-LN": dataclasses.replace(PAPER, pre_norm=True),
         "default with softmax attention": dataclasses.replace(HEMIX, attention_normalization="softmax"),
         "default + flatten pooling": dataclasses.replace(HEMIX, pooling="flatten"),
-        "default + pre-LN": dataclasses.replace(HEMIX, pre_norm=True),
+        "default + flatten + pre-LN": dataclasses.replace(HEMIX, pooling="flatten", pre_norm=True),
+        "default + flatten w/o global sequence": dataclasses.replace(HEMIX, pooling="flatten",
+                                                                    use_global_sequence=False),
+        "default + flatten + embedding std 0.5": dataclasses.replace(HEMIX, pooling="flatten",
+                                                                     embedding_init_stddev=0.5),
         # The default's initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },
