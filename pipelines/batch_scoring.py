@@ -31,6 +31,7 @@ from hemix_tf.data.examples import parse_spec
 from hemix_tf.data.feature_config import ITEM_ID, REQUEST_ID, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.model.export import model_input_spec
 from pipelines.beam_jobs import run_pipeline, write_summary
+from pipelines.outputs import staged_output
 
 NAMESPACE = "hemix_batch_scoring"
 COUNTERS = ("records_in", "scored", "rejected")
@@ -50,6 +51,7 @@ class BatchScoringConfig:
   tasks: tuple[str, ...] = ("click", "conversion")
   batch_size: int = 512  # examples per RunInference call
   num_buckets: int = 64  # sequence build parallelism (raw logs only)
+  overwrite: bool = False  # replace a non-empty output_dir (else the job refuses to start)
 
   def __post_init__(self):
     if bool(self.examples) == bool(self.impressions and self.events):
@@ -193,10 +195,12 @@ DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]  
 
 def run(cfg: BatchScoringConfig, beam_args: list[str] | None = None) -> dict:
   """Runs the job; returns the summary (counters, outputs), also written to job_summary.json."""
-  counters = run_pipeline(lambda p: build_pipeline(p, cfg), beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
-  if counters["records_in"] != counters["scored"] + counters["rejected"]:
-    raise RuntimeError(f"records lost: {counters}")
-  summary = {"counters": counters, "scores": os.path.join(cfg.output_dir, "scores", "part-*.parquet"),
-             "rejected": os.path.join(cfg.output_dir, REJECTED, "*.jsonl"), "config": dataclasses.asdict(cfg)}
-  write_summary(cfg.output_dir, summary)
+  with staged_output(cfg.output_dir, cfg.overwrite) as staging:  # published only if the counts balance
+    counters = run_pipeline(lambda p: build_pipeline(p, dataclasses.replace(cfg, output_dir=staging)),
+                            beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
+    summary = {"counters": counters, "scores": os.path.join(cfg.output_dir, "scores", "part-*.parquet"),
+               "rejected": os.path.join(cfg.output_dir, REJECTED, "*.jsonl"), "config": dataclasses.asdict(cfg)}
+    write_summary(staging, summary)
+    if counters["records_in"] != counters["scored"] + counters["rejected"]:
+      raise RuntimeError(f"records lost: {counters}; nothing was published; partial outputs in {staging}")
   return summary

@@ -23,6 +23,8 @@ flags.DEFINE_string("examples", None, "TFRecord pattern of tf.Examples (.gz file
 flags.DEFINE_string("dataset_dir", None, "Raw logs instead: a hemix-data directory (impressions/, events/).",
                     flag_values=FLAGS)
 flags.DEFINE_string("feature_config", None, "Default: the one recorded with the model.", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (else the job refuses to start).",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 512, "Examples per inference call.", flag_values=FLAGS)
 
 
@@ -33,7 +35,8 @@ def main(argv) -> None:
     cfg = BatchScoringConfig(
         saved_model=FLAGS.saved_model, output_dir=FLAGS.output_dir, examples=FLAGS.examples,
         impressions=logs and f"{logs}/impressions", events=logs and f"{logs}/events",
-        feature_config=FLAGS.feature_config, batch_size=FLAGS.batch_size)
+        feature_config=FLAGS.feature_config, batch_size=FLAGS.batch_size,
+        overwrite=FLAGS.overwrite)
   except ValueError as e:
     raise cli_flags.UserError(f"{e}: pass --examples or --dataset_dir") from e
   summary = run(cfg, argv[1:])

@@ -80,6 +80,9 @@ def test_scores_equal_the_saved_models_and_bad_records_are_rejected(setup, tmp_p
       assert row[task] == pytest.approx(float(expected[task][i]), abs=1e-6)
   schema = pq.read_schema(tf.io.gfile.glob(summary["scores"])[0])
   assert schema.names == ["request_id", "user_id", "item_id", "click", "conversion"]
+  with pytest.raises(FileExistsError, match="is not empty: pass --overwrite"):  # a rerun never mixes outputs
+    run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out"), examples=str(examples_dir / "*"),
+                           feature_config="synthetic-lbs"), IN_MEMORY)
 
 
 @pytest.mark.slow
