@@ -105,10 +105,12 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
 
 def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shuffle_buffer: int = 0,
                  repeat: bool = False, seed: int | None = None, preprocess=None,
-                 timestamps: tuple[int | None, int | None] | None = None) -> tf.data.Dataset:
+                 timestamps: tuple[int | None, int | None] | None = None, pad_for=None) -> tf.data.Dataset:
   """Batches parsed by `spec` from gzip TFRecords (the sequence job's, or the Transform component's),
   then mapped by `preprocess` if given: a dict of dense and ragged / sparse tensors. `timestamps`
-  (start, end), either end None for open, keeps the examples with start <= `timestamp` < end."""
+  (start, end), either end None for open, keeps the examples with start <= `timestamp` < end.
+  `pad_for` (a FeatureConfig): the list features padded to its lengths with masks (hemix_tf.data.padding),
+  the fixed shapes an XLA-compiled step needs."""
   files = tf.data.Dataset.list_files(file_pattern, shuffle=bool(shuffle_buffer), seed=seed)
   ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle_buffer)
@@ -122,6 +124,9 @@ def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shu
   ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
   if preprocess is not None:
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  if pad_for is not None:
+    from hemix_tf.data.padding import pad_lists  # padding imports this module
+    ds = ds.map(lambda features: pad_lists(features, pad_for), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -81,6 +81,11 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "default + flatten + pre-LN": dataclasses.replace(HEMIX, pooling="flatten", pre_norm=True),
         "default + flatten w/o global sequence": dataclasses.replace(HEMIX, pooling="flatten",
                                                                     use_global_sequence=False),
+        "default + flatten w/o fixed queries": dataclasses.replace(HEMIX, pooling="flatten",
+                                                                   use_fixed_queries=False),
+        "default w/o global sequence": dataclasses.replace(HEMIX, use_global_sequence=False),
+        "default + flatten + pre-LN w/o global sequence": dataclasses.replace(
+            HEMIX, pooling="flatten", pre_norm=True, use_global_sequence=False),
         "default + flatten + embedding std 0.5": dataclasses.replace(HEMIX, pooling="flatten",
                                                                      embedding_init_stddev=0.5),
         # The default's initialisation given to the strongest baseline: does it help DLRM too?

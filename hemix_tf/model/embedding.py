@@ -1,7 +1,9 @@
 """Feature embedding (HeMix Section 3.2): E_{U,I,C} and the two behaviour sequences G and R.
 
 Inputs are encoded features (hemix_tf.data.preprocessing): every categorical value is already the row
-of its table, dense features are normalised, time gaps bucketised. `table_sizes` come from the
+of its table, dense features are normalised, time gaps bucketised. List features arrive padded with
+their masks (hemix_tf.data.padding, as the input pipeline gives them: XLA-compilable), or ragged /
+sparse, then padded here by the same function. `table_sizes` come from the
 preprocessor (hash buckets, or vocabulary sizes of the Transform graph). Tables are shared by name
 (`preprocessing.tables`): the `item_id` table also embeds the sequences' item ids.
 
@@ -19,13 +21,9 @@ import tf_keras as keras
 
 from hemix_tf.data.examples import SEQUENCES, TIME_GAP, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import FeatureConfig, FeatureKind
+from hemix_tf.data.padding import MULTI_VALUED_LENGTH, padded, sequence_length
 from hemix_tf.data.preprocessing import tables
 from hemix_tf.model.config import InputConfig
-
-
-def as_ragged(x) -> tf.RaggedTensor:
-  """List features arrive ragged (parsed) or sparse (Transform output)."""
-  return tf.RaggedTensor.from_sparse(x) if isinstance(x, tf.SparseTensor) else x
 
 
 class FeatureEmbedding(keras.layers.Layer):
@@ -46,8 +44,6 @@ class FeatureEmbedding(keras.layers.Layer):
                                                 embeddings_initializer=initializer(), name=f"emb_{name}")
                    for name in table_sizes}
     self.dense_names = [f.name for f in feature_config.features if f.kind == FeatureKind.DENSE]
-    self.lengths = {"global": feature_config.sequence.global_length,
-                    "realtime": feature_config.sequence.realtime_length}
 
   def _lookup(self, feature: str, rows) -> tf.Tensor:
     return self.tables[self.table_of[feature]](rows)
@@ -64,25 +60,21 @@ class FeatureEmbedding(keras.layers.Layer):
       if f.kind == FeatureKind.DENSE:
         parts.append(tf.cast(value, tf.float32)[:, None])
       elif f.kind == FeatureKind.MULTI_VALUED:
-        value = as_ragged(value)
-        emb = tf.ragged.map_flat_values(self._lookup, f.name, value)
-        parts.append(tf.math.divide_no_nan(tf.reduce_sum(emb, axis=1),
-                                           tf.cast(value.row_lengths(), tf.float32)[:, None]))
+        ids, mask = padded(features, f.name, MULTI_VALUED_LENGTH)
+        emb = self._lookup(f.name, ids) * mask[..., None]
+        parts.append(tf.math.divide_no_nan(tf.reduce_sum(emb, axis=1), tf.reduce_sum(mask, axis=1, keepdims=True)))
       else:
         parts.append(self._lookup(f.name, value))
     return parts
 
   def sequence(self, features: dict, sequence: str) -> tuple[tf.Tensor, tf.Tensor]:
     """Padded events [B, L, d_I] (most recent first) and mask [B, L]."""
-    length = self.lengths[sequence]
+    length = sequence_length(self.feature_config, sequence)
     parts, mask = [], None
     for name in sequence_fields(self.feature_config):
       feature = sequence_feature(sequence, name)
-      ragged = as_ragged(features[feature])
-      if mask is None:
-        mask = tf.sequence_mask(tf.minimum(ragged.row_lengths(), length), length, dtype=tf.float32)
-      emb = tf.ragged.map_flat_values(self._lookup, feature, ragged)
-      parts.append(emb.to_tensor(shape=[None, length, emb.flat_values.shape[-1]]))
+      ids, mask = padded(features, feature, length)
+      parts.append(self._lookup(feature, ids))
     # Padding positions are exactly zero, whatever the embeddings: they never reach attention.
     events = tf.concat(parts, axis=-1) * mask[..., None]
     return events, mask

@@ -14,8 +14,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hemix_tf.data.examples import SEQUENCES, parse_spec, sequence_feature, sequence_fields
+from hemix_tf.data.padding import MASK, pad_lists
 from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
-from hemix_tf.model.embedding import as_ragged
 from hemix_tf.model.warmup import write_warmup
 
 ROW_LENGTHS = "_row_lengths"
@@ -81,12 +81,12 @@ class Signatures:
                                   tf.TensorSpec([None, None], tf.string, name="candidates")])
     def serve(user_example, candidates):
       per_user = tf.shape(candidates)[1]
-      user = self._encode(user_example)
-      items = self._encode(tf.reshape(candidates, [-1]))
+      user = pad_lists(self._encode(user_example), self.config)
+      items = pad_lists(self._encode(tf.reshape(candidates, [-1])), self.config)
       owner = tf.repeat(tf.range(tf.shape(user_example)[0]), per_user)  # user-major rows
-      features = {n: items[n] for n in self.candidate_features}
-      features.update({n: tf.gather(as_ragged(user[n]) if n in self.lists else user[n], owner)
-                       for n in self.user_features})
+      # Each feature (and a list feature's mask) from the candidates' or the users' examples.
+      features = {n: v for n, v in items.items() if n.removesuffix(MASK) in self.candidate_features}
+      features.update({n: tf.gather(v, owner) for n, v in user.items() if n.removesuffix(MASK) in self.user_features})
       return self.model.score_candidates(features, self.model.user_states(user), per_user)
     return serve.get_concrete_function()
 

@@ -40,10 +40,12 @@ def build_model(feature_config: FeatureConfig, config: InputConfig, table_sizes:
 
 
 def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int],
-                      learning_rate: float = 1e-3) -> keras.Model:
-  """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task."""
+                      learning_rate: float = 1e-3, jit_compile: bool = False) -> keras.Model:
+  """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task. `jit_compile`:
+  the training step compiled by XLA; its inputs must then be padded (make_dataset(pad_for=...))."""
   model = build_model(feature_config, config, table_sizes)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
-                metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks})
+                metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks},
+                jit_compile=jit_compile)
   return model
