@@ -1,30 +1,38 @@
-"""Training examples/s and achieved GFLOP/s of a preset next to this machine's matmul GFLOP/s, as JSON.
+"""Training examples/s and achieved GFLOP/s of a preset next to this machine's matmul GFLOP/s, as JSON;
+with --baseline_revision, the same measurement of that git revision's code in the same run.
 
-  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --jit_compile
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --baseline_revision=7babdb4
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
 Training FLOPs per example are taken as 3 x the profiler's forward FLOPs (forward + backward, the usual
-estimate). Inputs are a constant in-memory batch with full-length sequences, so only the model step is
-timed (the input pipeline has its own benchmark). Peak: float32 matmuls of --matmul_size squared.
+estimate). Inputs are a constant in-memory batch with full-length sequences, padded as the input
+pipeline pads them, so only the model step is timed (the input pipeline has its own benchmark). Peak:
+float32 matmuls of --matmul_size squared, in the same process. The baseline revision runs its own copy
+of this script (checked out with `git worktree` into a temporary directory) on the same machine, one
+after the other.
 """
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
-import tensorflow as tf
 from absl import app, flags
-
-from hemix_tf.data.feature_config import load_feature_config
-from hemix_tf.model.accounting import forward_flops, full_length_features
-from hemix_tf.model.config import preset
-from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
 flags.DEFINE_string("preset", "cpu-small", "Model preset.")
 flags.DEFINE_integer("batch_size", 256, "Training batch size (the paper's).")
 flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's default).")
+flags.DEFINE_string("baseline_revision", None, "Also measure this git revision (its own script, same flags "
+                    "that it knows) and report the speed-up.")
 FLAGS = flags.FLAGS
 
 
 def matmul_gflops(n: int, repeats: int = 20) -> float:
+  import tensorflow as tf
   a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
   f = tf.function(lambda: tf.matmul(a, b))
   f().numpy()
@@ -35,28 +43,68 @@ def matmul_gflops(n: int, repeats: int = 20) -> float:
   return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def main(argv):
-  del argv
+def measure() -> dict:
+  import tensorflow as tf
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  from hemix_tf.data.feature_config import load_feature_config
+  from hemix_tf.data.padding import pad_lists
+  from hemix_tf.model.accounting import forward_flops, full_length_features
+  from hemix_tf.model.config import preset
+  from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+
   fc = load_feature_config("synthetic-lbs")
   config = preset(FLAGS.preset)
-  model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes)
+  model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes,
+                            jit_compile=FLAGS.jit_compile)
   flops = forward_flops(model, fc)
-  batch = with_labels(full_length_features(fc, FLAGS.batch_size), config.tasks)
+  batch = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
   ds = tf.data.Dataset.from_tensors(batch).repeat()
-  model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # trace + warm up
+  model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # trace (and compile) + warm up
   start = time.perf_counter()
   model.fit(ds, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
   seconds = time.perf_counter() - start
   examples_per_s = FLAGS.steps * FLAGS.batch_size / seconds
   achieved = 3 * flops * examples_per_s / 1e9
   peak = matmul_gflops(FLAGS.matmul_size)
-  print(json.dumps({"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
-                    "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
-                    "examples_per_s": round(examples_per_s, 1),
-                    "forward_gflops_per_example": round(flops / 1e9, 5),
-                    "achieved_train_gflops_per_s": round(achieved, 2),
-                    "matmul_peak_gflops_per_s": round(peak, 1),
-                    "fraction_of_peak": round(achieved / peak, 4)}, indent=2))
+  return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
+          "threads": FLAGS.threads or "default", "jit_compile": FLAGS.jit_compile,
+          "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
+          "examples_per_s": round(examples_per_s, 1),
+          "forward_gflops_per_example": round(flops / 1e9, 5),
+          "achieved_train_gflops_per_s": round(achieved, 2),
+          "matmul_peak_gflops_per_s": round(peak, 1),
+          "fraction_of_peak": round(achieved / peak, 4)}
+
+
+def measure_revision(revision: str) -> dict:
+  """This benchmark at `revision`, run from a temporary git worktree with the same interpreter."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with tempfile.TemporaryDirectory() as tmp:
+    tree = os.path.join(tmp, "tree")
+    subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, revision], check=True,
+                   capture_output=True)
+    try:
+      args = [f"--preset={FLAGS.preset}", f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
+              f"--matmul_size={FLAGS.matmul_size}"]
+      env = {**os.environ, "PYTHONPATH": tree}
+      out = subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "train_throughput.py"), *args],
+                           check=True, capture_output=True, text=True, env=env, cwd=tree).stdout
+      return {"revision": revision, **json.loads(out[out.index("{"):])}
+    finally:
+      subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", tree], capture_output=True)
+
+
+def main(argv):
+  del argv
+  current = measure()
+  if not FLAGS.baseline_revision:
+    print(json.dumps(current, indent=2))
+    return
+  baseline = measure_revision(FLAGS.baseline_revision)
+  print(json.dumps({"current": current, "baseline": baseline,
+                    "speedup": round(current["examples_per_s"] / baseline["examples_per_s"], 2)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class TrainerConfig:
   # The Transform component's output: the patterns are then its transformed examples and the exported
   # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
   transform_output: str | None = None
+  jit_compile: bool = False  # the training step compiled by XLA (inputs are padded either way)
 
 
 class ProgressLogger(keras.callbacks.Callback):
@@ -116,14 +117,15 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
     preprocessor = hashing_preprocessor(fc, model_config)
     spec, preprocess = preprocessor.raw_spec, preprocessor
   train = make_dataset(cfg.train_pattern, spec, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                       repeat=True, seed=cfg.seed, preprocess=preprocess).map(lambda f: with_labels(f, tasks))
+                       repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc
+                       ).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
-    model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate)
+    model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.jit_compile)
   print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
         f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
-  metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess), tasks)
+  metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess, pad_for=fc), tasks)
   saved_model = export_saved_model(model, preprocessor, fc,
                                    cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
   record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),

@@ -52,6 +52,7 @@ class ExperimentConfig:
   seeds: int = 3
   train_steps: int = 0  # 0: one epoch of the split's training examples
   batch_size: int = 256  # the paper's, for every model
+  jit_compile: bool = False  # the training step compiled by XLA
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
   synthetic_impressions: int = 1_000_000
@@ -133,8 +134,9 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
     return {**preprocessor(raw), GROUP: raw[USER_ID]}
 
   train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
-                       repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps)
-  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate)
+                       repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
+                       pad_for=fc)
+  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.jit_compile)
   start = time.perf_counter()
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open("w") as out:
@@ -142,7 +144,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
                         verbose=0, callbacks=[ProgressLogger(max(1, steps // 10), out)])
   seconds = time.perf_counter() - start
   scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
-                        timestamps=split.eval_timestamps)
+                        timestamps=split.eval_timestamps, pad_for=fc)
   metrics = evaluate(model, scored, config.tasks, group_key=GROUP)
   return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate, "steps": steps,
           "train_seconds": round(seconds, 1), "train_loss": float(history.history["loss"][-1]),
