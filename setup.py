@@ -12,7 +12,11 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["hemix_tf", "hemix_tf.*", "pipelines", "pipelines.*"]),
     package_data={"hemix_tf": ["configs/*.yaml"]},
-    install_requires=["tfx==1.21.0", "tf-keras==2.21.0", "pyarrow", "pyyaml", "tqdm", "absl-py"],
+    # Every distribution the package imports (tests: test_packaging_lists_every_import).
+    install_requires=["tfx==1.21.0", "tensorflow", "tf-keras==2.21.0", "apache-beam", "tensorflow-transform",
+                      "tensorflow-model-analysis", "tfx-bsl", "tensorflow-metadata", "ml-metadata",
+                      "tensorflow-recommenders", "tensorflow-serving-api", "numpy", "scipy", "scikit-learn",
+                      "matplotlib", "pyarrow", "pyyaml", "tqdm", "absl-py", "protobuf"],
     entry_points={
         "console_scripts": [
             "hemix-data=hemix_tf.data.cli:run_cli",

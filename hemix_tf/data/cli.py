@@ -2,9 +2,9 @@
 
   hemix-data --dataset=synthetic --num_impressions=1000000 --output_dir=runs/data/synthetic
   hemix-data --dataset=ml-100k --output_dir=runs/data/ml-100k          # recbole wheel, cached
-  hemix-data --dataset=ml-100k --source_dir=../shared/data/ml-100k --output_dir=...
+  hemix-data --dataset=ml-100k --source_dir=path/to/ml-100k --output_dir=...        # its atomic files
   hemix-data --dataset=grouplens --source_dir=ml-1m --output_dir=...    # ratings.dat/users.dat/movies.dat
-  hemix-data --dataset=amazon-grocery --source_dir=../shared/data/amazon-grocery --output_dir=...
+  hemix-data --dataset=amazon-grocery --source_dir=path/to/amazon-grocery --output_dir=...
 """
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ flags.DEFINE_list("learning_rates", ["1e-3"], "The learning rate, the same for e
 flags.DEFINE_float("validation_fraction", 0.1, "The last share of train (by time) that tuning scores on.",
                    flag_values=FLAGS)
 flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
+flags.DEFINE_string("source_dir", None, "The dataset's input files (amazon-grocery needs them; ml-100k "
+                    "defaults to the recbole wheel's).", flag_values=FLAGS)
 flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
 flags.DEFINE_bool("on_validation", False, "Score every run on the validation split carved from train (to "
                   "choose between options), never on eval.", flag_values=FLAGS)
@@ -39,7 +41,7 @@ def main(argv) -> None:
       train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
       learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
-      on_validation=FLAGS.on_validation))
+      on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir))
   print(markdown(results))
 
 

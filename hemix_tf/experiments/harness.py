@@ -40,7 +40,6 @@ from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import ProgressLogger, evaluate
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
 
 
@@ -53,6 +52,7 @@ class ExperimentConfig:
   train_steps: int = 0  # 0: one epoch of the split's training examples
   batch_size: int = 256  # the paper's, for every model
   jit_compile: bool = False  # the training step compiled by XLA
+  source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
   synthetic_impressions: int = 1_000_000
@@ -107,9 +107,7 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
   data = Path(cfg.output_dir) / cfg.dataset / "data"
   if not (data / "raw" / "manifest.json").exists():
-    source = {"amazon-grocery": SHARED_DATA / "amazon-grocery", "ml-100k": SHARED_DATA / "ml-100k"}.get(cfg.dataset)
-    source = source if source and source.is_dir() else None  # ml-100k: else from the recbole wheel
-    build(cfg.dataset, str(data / "raw"), source_dir=source and str(source),
+    build(cfg.dataset, str(data / "raw"), source_dir=cfg.source_dir,  # ml-100k: None = the recbole wheel
           num_impressions=cfg.synthetic_impressions)
   manifest = read_manifest(data / "raw")
   summary_file = data / "examples" / "job_summary.json"

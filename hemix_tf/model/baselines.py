@@ -1,4 +1,4 @@
-"""The baselines of HeMix Table 2 under HeMix's feature interface (../shared/papers/baselines-notes.md).
+"""The baselines of HeMix Table 2 under HeMix's feature interface (the papers' baseline notes).
 
 Every baseline reads the same encoded features through the same `FeatureEmbedding` (same tables and
 widths) and ends in the same per-task heads (Eq. 22). None has a sequence module, so each sequence enters

@@ -1,4 +1,4 @@
-"""HyFormer (../shared/papers/hyformer.md, Section 3) and its LONGER + RankMixer baseline (its Table 1),
+"""HyFormer (the HyFormer paper, Section 3) and its LONGER + RankMixer baseline (its Table 1),
 under HeMix's feature interface (same FeatureEmbedding, same heads). The two-stage baseline: LONGER
 encodes each sequence on its own (layer 1 cross-attention from the L_H most recent events, then
 self-attention within them), the generated queries read it once by cross-attention, and RankMixer blocks

@@ -1,4 +1,4 @@
-"""MixFormer and UI-MixFormer, from the second-hand notes (../shared/papers/mixformer-notes.md; only the
+"""MixFormer and UI-MixFormer, from the second-hand notes (the project's MixFormer notes; only the
 abstract of the paper is available), under HeMix's feature interface (same embeddings, same heads).
 
 Shapes: B batch, N heads (tokens) of width D, L events (both sequences, concatenated), D_h = D / N.
