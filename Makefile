@@ -32,6 +32,7 @@ demo: install
 	$(PY) -m hemix_tf.demo --run_dir=$(RUN_DIR)
 
 test: install
+	$(VENV)/bin/ruff check hemix_tf pipelines tests benchmarks tools
 	$(PY) -m pytest -q --durations=10 tests
 
 test-fast: install

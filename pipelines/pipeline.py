@@ -12,7 +12,6 @@ Kubeflow Pipelines V2.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
