@@ -143,7 +143,8 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point (generic trainer): `custom_config` carries the TrainerConfig fields."""
   custom = dict(fn_args.custom_config or {})
-  custom.pop("code_version", None)  # only there to invalidate the pipeline cache
+  for key in ("code_version", "feature_config_content"):  # only there to invalidate the pipeline cache
+    custom.pop(key, None)
   train_and_evaluate(TrainerConfig(
       train_pattern=fn_args.train_files, eval_pattern=fn_args.eval_files,
       output_dir=fn_args.model_run_dir, saved_model_dir=fn_args.serving_model_dir,

@@ -1,17 +1,14 @@
-"""The code version recorded with every model and used to invalidate the pipeline's Trainer cache."""
+"""The code version recorded with every model and used to invalidate the pipeline's Transform / Trainer cache."""
 import hashlib
 from pathlib import Path
 
-# What a trained model depends on: the model, the trainer, the example format and the feature configs
-# (not the data adapters, the CLIs or the demo).
-TRAINING_CODE = ("model/*.py", "trainer.py", "distribute.py", "data/examples.py", "data/contract.py",
-                 "data/feature_config.py", "configs/*.yaml")
 
-
-def code_version() -> str:
-  """A hash of the training code (TFX's cache only fingerprints the one-line module file)."""
-  root = Path(__file__).resolve().parent
+def code_version(root: Path | None = None) -> str:
+  """A hash of every module and packaged feature config of the package under `root` (default: this one).
+  TFX's cache fingerprints only the one-line module files, so a hash of less than the whole package can
+  go stale (it once left out data/preprocessing.py)."""
+  root = root or Path(__file__).resolve().parent
   digest = hashlib.sha256()
-  for path in sorted(p for pattern in TRAINING_CODE for p in root.glob(pattern)):
+  for path in sorted([*root.rglob("*.py"), *root.glob("configs/*.yaml")]):
     digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
   return digest.hexdigest()[:16]

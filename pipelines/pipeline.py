@@ -22,6 +22,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from hemix_tf.data.examples import USER_ACTIVITY
+from hemix_tf.data.feature_config import read_text
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
@@ -31,6 +32,13 @@ MODULE_DIR = Path(__file__).resolve().parent / "module"
 TRAINER_MODULE_FILE, RUN_FN = str(MODULE_DIR / "hemix_trainer_module.py"), "hemix_tf.trainer.run_fn"
 TRANSFORM_MODULE_FILE = str(MODULE_DIR / "hemix_transform_module.py")
 PREPROCESSING_FN = "hemix_tf.data.preprocessing.preprocessing_fn"
+def feature_config_version(feature_config: str) -> str:
+  """A hash of a feature-config YAML's content ("" for a packaged config: `code_version` covers those)."""
+  if not feature_config.endswith((".yaml", ".yml")):
+    return ""
+  return hashlib.sha256(read_text(feature_config).encode()).hexdigest()[:16]
+
+
 def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.EvalConfig:
   auc_threshold = tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
@@ -68,19 +76,21 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
   example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                       schema=schema_gen.outputs["schema"])
   gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
-  # code_version in the custom configs re-runs Transform / Trainer on changed code (TFX fingerprints
-  # only the one-line module files).
+  # code_version (every module of the package) and the feature config's content in the custom configs
+  # re-run Transform / Trainer when either changes (TFX fingerprints only the one-line module files and
+  # the config's path).
+  versions = {"code_version": code_version(), "feature_config_content": feature_config_version(cfg.feature_config)}
   transform = tfx.components.Transform(
       **({"module_file": TRANSFORM_MODULE_FILE} if packaged_module else {"preprocessing_fn": PREPROCESSING_FN}),
       examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
       disable_statistics=True,  # StatisticsGen has the raw statistics; post-transform ones would double the time
-      custom_config={"feature_config": cfg.feature_config, "code_version": code_version(),
+      custom_config={"feature_config": cfg.feature_config, **versions,
                      "time_gap_buckets": preset(cfg.model_preset).time_gap_buckets,
                      "vocabulary_min_count": cfg.vocabulary_min_count})
   transform.add_upstream_node(gate)
   hparams = {"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
              "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
-  run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, "code": code_version(),
+  run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, **versions,
                                        "vocabulary_min_count": cfg.vocabulary_min_count},
                                       sort_keys=True).encode()).hexdigest()[:16]
   trainer = tfx.components.Trainer(
@@ -90,7 +100,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
       # backup_dir is the same for every attempt of the same training, so a killed Trainer resumes there
       # (BackupAndRestore).
-      custom_config={**hparams, "code_version": code_version(),
+      custom_config={**hparams, **versions,
                      "backup_dir": os.path.join(cfg.pipeline_root, "trainer_backup", run_key)})
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

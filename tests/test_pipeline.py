@@ -1,6 +1,8 @@
 """The TFX pipeline end to end on LocalDagRunner, caching, blessing, the anomaly gate; Kubeflow compile."""
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -13,7 +15,8 @@ from tfx import v1 as tfx
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.schemas import schema_path
-from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, run_local
+from hemix_tf.version import code_version
+from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, create_pipeline, run_local
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
 
@@ -102,3 +105,35 @@ def test_kubeflow_v2_compile(tmp_path):
   # The Transform's and the Trainer's functions by import path, installed in the image.
   assert "hemix_tf.trainer.run_fn" in json.dumps(spec)
   assert "hemix_tf.data.preprocessing.preprocessing_fn" in json.dumps(spec)
+
+
+def test_the_code_version_covers_every_module_of_the_package(tmp_path):
+  """Editing any module (preprocessing.py was once left out of the hash) changes the version that keys
+  the Transform and Trainer caches; an unchanged copy hashes the same."""
+  package = Path(code_version.__code__.co_filename).parent
+  copy = tmp_path / "hemix_tf"
+  shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+  assert code_version(copy) == code_version()
+  with open(copy / "data" / "preprocessing.py", "a") as f:
+    f.write("\n# an edit\n")
+  assert code_version(copy) != code_version()
+
+
+def test_a_feature_config_yaml_edit_invalidates_transform_and_trainer(tmp_path):
+  """The YAML is read by the Transform and the Trainer at run time, but TFX fingerprints only its path:
+  its content is part of their custom configs."""
+  yaml_path = tmp_path / "my-config.yaml"
+  packaged = Path(code_version.__code__.co_filename).parent / "configs" / "synthetic-lbs.yaml"
+  yaml_path.write_text(packaged.read_text())
+
+  def custom_configs():
+    cfg = PipelineConfig(examples_dir="/e", pipeline_root=str(tmp_path / "root"), serving_dir="/s",
+                         metadata_path="unused", feature_config=str(yaml_path))
+    nodes = {n.id: n for n in create_pipeline(cfg).components}
+    return {name: nodes[name].exec_properties["custom_config"] for name in ("Transform", "Trainer")}
+
+  before = custom_configs()
+  assert before == custom_configs()  # unchanged: cached
+  yaml_path.write_text(yaml_path.read_text().replace("realtime_length: 32", "realtime_length: 16"))
+  after = custom_configs()
+  assert all(after[name] != before[name] for name in before)

@@ -134,11 +134,21 @@ def _check(config: FeatureConfig, where: str) -> None:
 PACKAGED = ("synthetic-lbs", "movielens", "amazon-grocery")
 
 
+def read_text(path: str) -> str:
+  """A local file, or a URI (gs://, s3://, hdfs://) through tf.io.gfile: a Kubeflow run reads its config
+  from the bucket."""
+  if "://" not in path:
+    return Path(path).read_text()
+  import tensorflow as tf  # only for URIs: the light tools never need it
+  with tf.io.gfile.GFile(path) as f:
+    return f.read()
+
+
 def load_feature_config(name_or_path: str | Path) -> FeatureConfig:
   """Loads a packaged config by name (see PACKAGED) or a YAML file by path."""
   path = Path(name_or_path)
   if path.suffix in (".yaml", ".yml"):
-    text, where = path.read_text(), str(path)
+    text, where = read_text(str(name_or_path)), str(name_or_path)
   elif str(name_or_path) in PACKAGED:
     res = resources.files("hemix_tf") / "configs" / f"{name_or_path}.yaml"
     text, where = res.read_text(), f"{name_or_path}.yaml"
