@@ -1,4 +1,5 @@
 """The experiment harness: a grid runs, aggregates (Rela.Imp, t-test, GAUC) and resumes after a kill."""
+import dataclasses
 import json
 import shutil
 
@@ -149,3 +150,15 @@ def test_one_seed_is_reported_without_a_spread():
   table = harness.markdown({**harness.aggregate(cfg, runs), "learning_rate": 1e-3})
   assert "| HeteroMixer | 0.7652 | +0.00% | 0.3000 | – |" in table and "±" not in table
   assert "One seed only (no spread): HeteroMixer, RankMixer." in table
+
+
+def test_a_run_stored_before_an_option_existed_still_matches_its_default():
+  """A run's JSON lacks the fields added to the config class after it ran; they are read at their
+  defaults (a new option's default keeps the old behaviour), any other difference is another config."""
+  from hemix_tf.experiments.harness import _as_json, _matches
+  from hemix_tf.experiments.suites import PAPER
+  stored = _as_json(PAPER)
+  del stored["pooling"]
+  assert _matches(stored, PAPER)
+  assert not _matches(stored, dataclasses.replace(PAPER, pooling="flatten"))
+  assert not _matches({**stored, "d_t": 64}, PAPER)

@@ -150,13 +150,24 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
           "config": dataclasses.asdict(config)}
 
 
-def _same_run_in_another_suite(path: Path, config: dict) -> Path | None:
+def _as_json(config) -> dict:
+  """A model config as a run's JSON stores it."""
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _matches(stored: dict, config) -> bool:
+  """Whether a run stored with config `stored` is a run of `config`. A field added to the config class
+  after the run is read at its default: a new option's default keeps the old behaviour."""
+  return {**_as_json(type(config)()), **stored} == _as_json(config)
+
+
+def _same_run_in_another_suite(path: Path, config) -> Path | None:
   """A finished run of the same model config and seed under the same protocol in another suite of the
   dataset (<dataset>/<suite>/<runs|tuning>/<protocol>/<model>/seed<k>.json): training is deterministic
   given those (HeMix's runs were bit-identical across suites), so it is not trained twice."""
   protocol, kind, dataset = path.parents[1], path.parents[2], path.parents[4]
   for other in sorted(dataset.glob(f"*/{kind.name}/{protocol.name}/*/{path.name}")):
-    if other.parents[3] != path.parents[3] and json.loads(other.read_text())["config"] == config:
+    if other.parents[3] != path.parents[3] and _matches(json.loads(other.read_text())["config"], config):
       return other
   return None
 
@@ -170,13 +181,13 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
   def path(name, seed):
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
-  def config(name) -> dict:  # as a run's JSON stores it
-    return json.loads(json.dumps(dataclasses.asdict(SUITES[cfg.suite][name])))
+  def config(name):
+    return SUITES[cfg.suite][name]
 
   def finished(name, seed) -> bool:
     if not path(name, seed).exists():
       return False
-    if json.loads(path(name, seed).read_text())["config"] != config(name):
+    if not _matches(json.loads(path(name, seed).read_text())["config"], config(name)):
       raise ValueError(f"{path(name, seed)} was run with another config of '{name}' than the suite's "
                        "now; move it away to re-run")
     return True

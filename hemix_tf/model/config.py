@@ -115,9 +115,12 @@ PRESETS = {
                              embedding_dim={"user": 16, "item": 16, "context": 8, "sequence": 16},
                              hash_buckets=20_011, head_hidden=(64,)),
 }
-# The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations").
+# The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations"):
+# the attention fixes (sigmoid gates, QK-norm, event norm, embedding std 0.25), then a flattened read-out
+# with pre-LN blocks.
 PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
-                                           event_norm=True, embedding_init_stddev=0.25)
+                                           event_norm=True, embedding_init_stddev=0.25, pooling="flatten",
+                                           pre_norm=True)
 
 
 def preset(name: str, **overrides) -> HeMixConfig:
