@@ -7,6 +7,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import yaml
 
@@ -22,7 +23,8 @@ flags.DEFINE_string("config", None, "YAML file of PipelineConfig fields (flags g
 flags.DEFINE_string("examples_dir", None, "The sequence job's output (train/, eval/).", flag_values=FLAGS)
 flags.DEFINE_string("run_dir", "runs/pipeline", "Pipeline root, ML Metadata and serving directory.",
                     flag_values=FLAGS)
-flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the examples.", flag_values=FLAGS)
+flags.DEFINE_string("feature_config", None, "Feature config of the examples (default: the one the sequence job "
+                    "recorded in <examples_dir>/job_summary.json).", flag_values=FLAGS)
 flags.DEFINE_string("model_preset", "cpu-small", "HeMix preset.", flag_values=FLAGS)
 flags.DEFINE_integer("train_steps", 400, "Training steps.", flag_values=FLAGS)
 flags.DEFINE_float("min_auc", 0.55, "Blessing: minimum eval AUC of the click task.", flag_values=FLAGS)
@@ -41,7 +43,7 @@ def config_from_flags() -> PipelineConfig:
   values = {"pipeline_root": os.path.join(FLAGS.run_dir, "root"),
             "serving_dir": os.path.join(FLAGS.run_dir, "serving"),
             "metadata_path": os.path.join(FLAGS.run_dir, "metadata.sqlite")}
-  values.update({name: FLAGS[name].value for name in FLAG_FIELDS})
+  values.update({name: FLAGS[name].value for name in FLAG_FIELDS if FLAGS[name].value is not None})
   if FLAGS.config:
     with open(FLAGS.config) as f:
       from_file = yaml.safe_load(f) or {}
@@ -51,7 +53,28 @@ def config_from_flags() -> PipelineConfig:
     values.update({k: v for k, v in from_file.items() if not (k in FLAG_FIELDS and FLAGS[k].present)})
   if not values.get("examples_dir"):
     raise cli_flags.UserError("give --examples_dir (or examples_dir in --config)")
+  values["feature_config"] = examples_feature_config(values["examples_dir"], values.get("feature_config"))
   return PipelineConfig(**values)
+
+
+def examples_feature_config(examples_dir: str, given: str | None) -> str:
+  """The feature config of the sequence job's examples, from its job_summary.json (local directories),
+  checked against the one `given`; empty splits fail here, before a minute of TFX components."""
+  path = Path(examples_dir) / "job_summary.json"
+  if "://" in examples_dir or not path.exists():
+    if given:
+      return given
+    raise cli_flags.UserError(f"give --feature_config: {path}, the sequence job's record of it, is not there")
+  summary = json.loads(path.read_text())
+  recorded = summary["config"]["feature_config"]
+  if given and given != recorded:
+    raise cli_flags.UserError(f"--feature_config={given}, but {path} says the examples were built with "
+                              f"'{recorded}'; drop the flag to use it")
+  for split in ("train", "eval"):
+    if not summary["counters"].get(f"{split}_examples"):
+      raise cli_flags.UserError(f"{examples_dir}: the {split} split is empty ({path}); re-run the sequence "
+                                "job with another --eval_start_timestamp")
+  return recorded
 
 
 def main(argv):

@@ -1,6 +1,7 @@
 """The command-line tools: help, one-line errors, Beam option checks; hemix-pipeline's YAML config
 overridden by the flags given."""
 import importlib
+import json
 import subprocess
 import sys
 
@@ -103,10 +104,34 @@ def test_every_command_line_tool_imports_beside_the_others():
 
 def test_yaml_config_and_flag_overrides(tmp_path, parse):
   config = tmp_path / "run.yaml"
-  config.write_text("examples_dir: /data/examples\ntrain_steps: 1234\nmin_auc: 0.7\nlearning_rate: 0.01\n")
+  config.write_text("examples_dir: /data/examples\ntrain_steps: 1234\nmin_auc: 0.7\nlearning_rate: 0.01\n"
+                    "feature_config: movielens\n")
   cfg = parse(f"--config={config}", "--train_steps=99", "--run_dir=/r")
   assert (cfg.examples_dir, cfg.train_steps, cfg.min_auc, cfg.learning_rate) == ("/data/examples", 99, 0.7, 0.01)
   assert cfg.pipeline_root == "/r/root" and cfg.metadata_path == "/r/metadata.sqlite"
+  assert cfg.feature_config == "movielens"
+
+
+def _examples_dir(tmp_path, feature_config="movielens", eval_examples=10):
+  (tmp_path / "examples").mkdir()
+  (tmp_path / "examples" / "job_summary.json").write_text(json.dumps(
+      {"config": {"feature_config": feature_config},
+       "counters": {"train_examples": 90, "eval_examples": eval_examples}}))
+  return tmp_path / "examples"
+
+
+def test_the_feature_config_comes_from_the_sequence_jobs_record(tmp_path, parse):
+  examples = _examples_dir(tmp_path)
+  assert parse(f"--examples_dir={examples}").feature_config == "movielens"
+  with pytest.raises(cli_flags.UserError, match="built with 'movielens'"):
+    parse(f"--examples_dir={examples}", "--feature_config=synthetic-lbs")
+  with pytest.raises(cli_flags.UserError, match="give --feature_config"):
+    parse(f"--examples_dir={tmp_path / 'elsewhere'}")
+
+
+def test_an_empty_eval_split_fails_before_the_pipeline(tmp_path, parse):
+  with pytest.raises(cli_flags.UserError, match="the eval split is empty"):
+    parse(f"--examples_dir={_examples_dir(tmp_path, eval_examples=0)}")
 
 
 def test_unknown_config_field_is_an_error(tmp_path, parse):
