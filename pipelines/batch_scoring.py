@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from tfx_bsl.public.beam.run_inference import CreateModelHandler
 from tfx_bsl.public.proto import model_spec_pb2
 
-from hemix_tf.data.contract import LogKind, contract_schema
+from hemix_tf.data.contract import DataContractError, LogKind, contract_schema
 from hemix_tf.data.examples import parse_spec
 from hemix_tf.data.feature_config import ITEM_ID, REQUEST_ID, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.model.export import model_input_spec
@@ -79,9 +79,9 @@ class Validate(beam.DoFn):
     self.config = config
 
   def setup(self):
-    spec = parse_spec(self.config)
-    self._kinds = {name: _kind(s) for name, s in {**model_input_spec(self.config),
-                                                  **{k: spec[k] for k in KEYS}}.items()}
+    spec, inputs = parse_spec(self.config), model_input_spec(self.config)
+    self._kinds = {name: _kind(s) for name, s in {**inputs, **{k: spec[k] for k in KEYS}}.items()}
+    self._model_features = [name for name in inputs if name not in KEYS]
     self._in, self._rejected = Metrics.counter(NAMESPACE, "records_in"), Metrics.counter(NAMESPACE, "rejected")
 
   def process(self, element) -> Iterator:
@@ -101,6 +101,8 @@ class Validate(beam.DoFn):
         reason = "; ".join(wrong)
       elif missing:
         reason = f"missing {', '.join(missing)}"
+      elif not any(name in features for name in self._model_features):
+        reason = "none of the model's features (it would be scored as an empty example)"
     if reason:
       self._rejected.inc()
       yield beam.pvalue.TaggedOutput(REJECTED, json.dumps({"source": source, "index": index, "reason": reason}))
@@ -142,9 +144,17 @@ class _ReadIndexed(beam.DoFn):
   """A TFRecord file -> (file, record index, record): a rejection can name the record."""
 
   def process(self, path: str) -> Iterator:
+    """A corrupt or truncated file fails the job naming it: the records after the damage cannot be
+    counted, so they could not be accounted for."""
     compression = "GZIP" if path.endswith(".gz") else ""
-    for i, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()):
-      yield path, i, record
+    i = 0
+    try:
+      for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
+        yield path, i, record
+        i += 1
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+      raise DataContractError(f"{path}: corrupt or truncated after {i} records "
+                              f"({e.message.splitlines()[0]})") from None
 
 
 def _records(p: beam.Pipeline, cfg: BatchScoringConfig, config: FeatureConfig):

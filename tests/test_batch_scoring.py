@@ -10,7 +10,7 @@ import tensorflow as tf
 from hemix_tf.data.cli import build
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.io import read_log
-from hemix_tf.data.contract import LogKind
+from hemix_tf.data.contract import DataContractError, LogKind
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
 from hemix_tf.model.training import hashing_preprocessor
@@ -52,22 +52,27 @@ def test_scores_equal_the_saved_models_and_bad_records_are_rejected(setup, tmp_p
   wrong_type.CopyFrom(example)
   wrong_type.features.feature["item_id"].Clear()
   wrong_type.features.feature["item_id"].bytes_list.value.append(b"not-an-int")
+  keys_only = tf.train.Example()  # request, user and item ids but no feature the model reads
+  for key in ("request_id", "user_id", "item_id"):
+    keys_only.features.feature[key].CopyFrom(example.features.feature[key])
   examples_dir = tmp_path / "in"
   examples_dir.mkdir()
   with tf.io.TFRecordWriter(str(examples_dir / "good.tfrecord.gz"), "GZIP") as w:
     for r in good:
       w.write(r)
   with tf.io.TFRecordWriter(str(examples_dir / "bad.tfrecord")) as w:
-    for r in (b"\x00garbage", no_request.SerializeToString(), wrong_type.SerializeToString()):
+    for r in (b"\x00garbage", no_request.SerializeToString(), wrong_type.SerializeToString(),
+              keys_only.SerializeToString()):
       w.write(r)
   summary = run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out"),
                                    examples=str(examples_dir / "*"), feature_config="synthetic-lbs",
                                    batch_size=64), IN_MEMORY)
-  assert summary["counters"] == {"records_in": len(good) + 3, "scored": len(good), "rejected": 3}
+  assert summary["counters"] == {"records_in": len(good) + 4, "scored": len(good), "rejected": 4}
   rejected = [json.loads(line) for f in tf.io.gfile.glob(summary["rejected"]) for line in open(f)]
   reasons = sorted(r["reason"].split(":")[0].split(" is ")[0] for r in rejected)
-  assert reasons == ["item_id", "missing request_id", "not a tf.Example"]
-  assert {r["index"] for r in rejected} == {0, 1, 2} and all(r["source"].endswith("bad.tfrecord") for r in rejected)
+  assert reasons == ["item_id", "missing request_id", "none of the model's features (it would be scored as an empty "
+                     "example)", "not a tf.Example"]
+  assert {r["index"] for r in rejected} == {0, 1, 2, 3} and all(r["source"].endswith("bad.tfrecord") for r in rejected)
 
   scores = _scores(summary)
   expected = tf.saved_model.load(model).signatures["serving_default"](examples=tf.constant(good))
@@ -80,6 +85,14 @@ def test_scores_equal_the_saved_models_and_bad_records_are_rejected(setup, tmp_p
       assert row[task] == pytest.approx(float(expected[task][i]), abs=1e-6)
   schema = pq.read_schema(tf.io.gfile.glob(summary["scores"])[0])
   assert schema.names == ["request_id", "user_id", "item_id", "click", "conversion"]
+  gz = (examples_dir / "good.tfrecord.gz").read_bytes()
+  truncated = tmp_path / "truncated"
+  truncated.mkdir()
+  (truncated / "t.tfrecord.gz").write_bytes(gz[: len(gz) // 2])
+  with pytest.raises(DataContractError, match=r"t.tfrecord.gz: corrupt or truncated after \d+ records"):
+    run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out2"), examples=str(truncated / "*"),
+                           feature_config="synthetic-lbs"), IN_MEMORY)
+  assert not (tmp_path / "out2").exists()
   with pytest.raises(FileExistsError, match="is not empty: pass --overwrite"):  # a rerun never mixes outputs
     run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out"), examples=str(examples_dir / "*"),
                            feature_config="synthetic-lbs"), IN_MEMORY)
