@@ -52,6 +52,14 @@ def test_score_candidates_equals_per_example_scores(signatures):
   np.testing.assert_allclose(alone["click"].numpy()[0], got["click"].numpy()[1], atol=1e-5)
 
 
+def test_score_candidates_names_a_shape_mismatch(signatures):
+  user_rows = rows(random_features(FC, 2, seed=1, max_lengths={"global": 5, "realtime": 2}))
+  users = [serialize_row({k: v for k, v in r.items() if k not in CANDIDATE}) for r in user_rows]
+  candidate = serialize_row({k: v for k, v in user_rows[0].items() if k in CANDIDATE})
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one row of M candidates per user_example"):
+    signatures["score_candidates"](user_example=tf.constant(users), candidates=tf.constant([[candidate] * 3]))
+
+
 def test_predict_features_equals_serving_default(signatures):
   raw = random_features(FC, 6, seed=4)
   expected = signatures["serving_default"](examples=tf.constant(serialize(raw)))
