@@ -35,6 +35,7 @@ class TrainerConfig:
   saved_model_dir: str | None = None  # default: <output_dir>/saved_model
   feature_config: str = "synthetic-lbs"
   model_preset: str = "cpu-small"
+  model_overrides: dict = dataclasses.field(default_factory=dict)  # HeMixConfig fields over the preset
   batch_size: int = 256  # the paper's
   train_steps: int = 400
   learning_rate: float = 1e-3
@@ -107,7 +108,7 @@ def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> kera
 def train_and_evaluate(cfg: TrainerConfig) -> dict:
   keras.utils.set_random_seed(cfg.seed)
   fc = load_feature_config(cfg.feature_config)
-  model_config = preset(cfg.model_preset)
+  model_config = preset(cfg.model_preset, **cfg.model_overrides)
   tasks = model_config.tasks
   strategy = strategy_for(cfg.distribution)
   if cfg.transform_output:

@@ -85,10 +85,11 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
       disable_statistics=True,  # StatisticsGen has the raw statistics; post-transform ones would double the time
       custom_config={"feature_config": cfg.feature_config, **versions,
-                     "time_gap_buckets": preset(cfg.model_preset).time_gap_buckets,
+                     "time_gap_buckets": preset(cfg.model_preset, **cfg.model_overrides).time_gap_buckets,
                      "vocabulary_min_count": cfg.vocabulary_min_count})
   transform.add_upstream_node(gate)
   hparams = {"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
+             "model_overrides": dict(cfg.model_overrides),
              "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
   run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, **versions,
                                        "vocabulary_min_count": cfg.vocabulary_min_count},

@@ -15,6 +15,7 @@ from absl import flags
 
 from hemix_tf import cli_flags
 
+from hemix_tf.model.config import preset
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig
 
 FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
@@ -26,6 +27,9 @@ flags.DEFINE_string("run_dir", "runs/pipeline", "Pipeline root, ML Metadata and 
 flags.DEFINE_string("feature_config", None, "Feature config of the examples (default: the one the sequence job "
                     "recorded in <examples_dir>/job_summary.json).", flag_values=FLAGS)
 flags.DEFINE_string("model_preset", "cpu-small", "HeMix preset.", flag_values=FLAGS)
+flags.DEFINE_list("model", [], "HeMix hyper-parameters over the preset, name=value (YAML values), e.g. "
+                  "--model=d_t=64,num_blocks=3 (model_overrides in --config; flags win).", flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: PipelineConfig's).", flag_values=FLAGS)
 flags.DEFINE_integer("train_steps", 400, "Training steps.", flag_values=FLAGS)
 flags.DEFINE_float("min_auc", 0.55, "Blessing: minimum eval AUC of the click task.", flag_values=FLAGS)
 flags.DEFINE_string("schema_path", None, "Curated schema.pbtxt (ImportSchemaGen) instead of SchemaGen.",
@@ -35,7 +39,8 @@ flags.DEFINE_string("kubeflow_output", None, "Compile for Kubeflow V2 into this 
 flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of the Kubeflow components.", flag_values=FLAGS)
 
 
-FLAG_FIELDS = ("examples_dir", "feature_config", "model_preset", "train_steps", "min_auc", "schema_path")
+FLAG_FIELDS = ("examples_dir", "feature_config", "model_preset", "train_steps", "min_auc", "schema_path",
+               "learning_rate")
 
 
 def config_from_flags() -> PipelineConfig:
@@ -51,6 +56,14 @@ def config_from_flags() -> PipelineConfig:
     if unknown:
       raise cli_flags.UserError(f"{FLAGS.config}: unknown PipelineConfig fields {sorted(unknown)}")
     values.update({k: v for k, v in from_file.items() if not (k in FLAG_FIELDS and FLAGS[k].present)})
+  overrides = dict(values.get("model_overrides") or {})
+  for item in FLAGS.model:
+    name, sep, value = item.partition("=")
+    if not sep:
+      raise cli_flags.UserError(f"--model={item}: expected name=value, e.g. --model=d_t=64")
+    overrides[name.strip()] = yaml.safe_load(value)
+  values["model_overrides"] = overrides
+  preset(values.get("model_preset", "cpu-small"), **overrides)  # an unknown name or value fails here
   if not values.get("examples_dir"):
     raise cli_flags.UserError("give --examples_dir (or examples_dir in --config)")
   values["feature_config"] = examples_feature_config(values["examples_dir"], values.get("feature_config"))

@@ -15,6 +15,7 @@ class PipelineConfig:
   pipeline_name: str = "hemix"
   feature_config: str = "synthetic-lbs"
   model_preset: str = "cpu-small"
+  model_overrides: dict = dataclasses.field(default_factory=dict)  # HeMixConfig fields, e.g. {"d_t": 64}
   train_steps: int = 400
   batch_size: int = 256
   learning_rate: float = 1e-3

@@ -139,3 +139,16 @@ def test_unknown_config_field_is_an_error(tmp_path, parse):
   config.write_text("examples_dir: /x\ntrain_stepz: 5\n")
   with pytest.raises(Exception, match="train_stepz"):
     parse(f"--config={config}")
+
+
+def test_model_hyper_parameters_from_yaml_and_flags(tmp_path, parse):
+  config = tmp_path / "run.yaml"
+  config.write_text("examples_dir: /data/examples\nfeature_config: movielens\n"
+                    "model_overrides: {d_t: 48, ns_hidden: [96]}\n")
+  cfg = parse(f"--config={config}", "--model=num_blocks=3,d_t=64", "--learning_rate=0.003")
+  assert cfg.model_overrides == {"d_t": 64, "ns_hidden": [96], "num_blocks": 3} and cfg.learning_rate == 0.003
+  from hemix_tf.model.config import preset
+  model = preset(cfg.model_preset, **cfg.model_overrides)
+  assert (model.d_t, model.ns_hidden, model.num_blocks) == (64, (96,), 3)
+  with pytest.raises(ValueError, match=r"unknown HeMix hyper-parameter\(s\) \['d_model'\]"):
+    parse(f"--config={config}", "--model=d_model=64")

@@ -124,6 +124,12 @@ PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normaliza
 
 
 def preset(name: str, **overrides) -> HeMixConfig:
+  """A preset with some fields replaced (from a pipeline YAML or flags: lists become tuples)."""
   if name not in PRESETS:
     raise ValueError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
-  return dataclasses.replace(PRESETS[name], **overrides)
+  fields = {f.name for f in dataclasses.fields(HeMixConfig)}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(f"unknown HeMix hyper-parameter(s) {unknown}; the fields are {sorted(fields)}")
+  return dataclasses.replace(PRESETS[name], **{k: tuple(v) if isinstance(v, list) else v
+                                                for k, v in overrides.items()})
