@@ -37,3 +37,23 @@ def strategy_for(name: str = "auto") -> tf.distribute.Strategy:
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in devices])
   return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the shared outputs: the chief, or worker 0 of a cluster without one
+  (a single process always)."""
+  resolver = strategy.cluster_resolver
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def write_dir(path: str, strategy: tf.distribute.Strategy) -> str:
+  """Where this process writes `path`: the chief the path itself; every other worker a private directory
+  beside it (a multi-worker save is collective, so every worker saves, but only the chief's is kept)."""
+  if is_chief(strategy):
+    return path
+  resolver = strategy.cluster_resolver
+  return f"{path.rstrip('/')}.{resolver.task_type}-{resolver.task_id}.tmp"

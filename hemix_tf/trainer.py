@@ -19,7 +19,7 @@ import tf_keras as keras
 from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.preprocessing import TransformGraph
-from hemix_tf.distribute import strategy_for
+from hemix_tf.distribute import is_chief, strategy_for, write_dir
 from hemix_tf.metrics import auc, group_auc, logloss
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
@@ -127,8 +127,11 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess, pad_for=fc), tasks)
-  saved_model = export_saved_model(model, preprocessor, fc,
-                                   cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model"))
+  destination = cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model")
+  saved_model = export_saved_model(model, preprocessor, fc, write_dir(destination, strategy))
+  if not is_chief(strategy):  # every worker saves (collective ops); only the chief's copy is kept
+    tf.io.gfile.rmtree(saved_model)
+    return {"metrics": metrics, "saved_model": destination, "config": dataclasses.asdict(cfg)}
   record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),
             "code_version": code_version(), "feature_config": fc.name}
   tf.io.gfile.makedirs(f"{saved_model}/assets.extra")

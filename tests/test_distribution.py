@@ -64,3 +64,32 @@ def test_killed_training_resumes_and_finishes_the_same_steps(tmp_path, single):
   assert resumed["steps"] == 24  # the same total, not 24 more
   assert resumed["epochs_run"] == 2  # epochs 2 and 3 of 8 steps: epoch 1 came from the backup
   assert resumed["final_loss"] == pytest.approx(single["final_loss"], rel=0.02)
+
+
+class _Resolver:
+  def __init__(self, task_type, task_id, jobs):
+    self.task_type, self.task_id, self._jobs = task_type, task_id, jobs
+
+  def cluster_spec(self):
+    return type("Spec", (), {"jobs": self._jobs})()
+
+
+class _Strategy:
+  def __init__(self, resolver):
+    self.cluster_resolver = resolver
+
+
+@pytest.mark.parametrize("task_type, task_id, jobs, chief", [
+    (None, None, [], True),  # one process
+    ("worker", 0, ["worker"], True), ("worker", 1, ["worker"], False),
+    ("chief", 0, ["chief", "worker"], True), ("worker", 0, ["chief", "worker"], False),
+])
+def test_only_the_chief_writes_the_saved_model_path(task_type, task_id, jobs, chief):
+  """Under MultiWorkerMirroredStrategy every worker saves (the save is collective): the chief into the
+  model path, each other worker into its own temporary directory (they all used to write the same path)."""
+  from hemix_tf.distribute import is_chief, write_dir
+  strategy = _Strategy(_Resolver(task_type, task_id, jobs) if task_type else None)
+  assert is_chief(strategy) == chief
+  assert (write_dir("gs://b/model", strategy) == "gs://b/model") == chief
+  if not chief:
+    assert write_dir("gs://b/model", strategy) == f"gs://b/model.{task_type}-{task_id}.tmp"
