@@ -30,5 +30,8 @@ def group_auc(labels: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -
 
 
 def rela_imp(auc_model: float, auc_base: float) -> float:
-  """HeMix Eq. 25, in percent: ((AUC(model) - 0.5) / (AUC(base) - 0.5) - 1) * 100."""
+  """HeMix Eq. 25, in percent: ((AUC(model) - 0.5) / (AUC(base) - 0.5) - 1) * 100; NaN (undefined) when
+  the base is at chance (AUC 0.5, e.g. a reference whose predictions collapsed to one value)."""
+  if auc_base == 0.5:
+    return float("nan")
   return ((auc_model - 0.5) / (auc_base - 0.5) - 1.0) * 100.0

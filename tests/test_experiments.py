@@ -18,6 +18,7 @@ def test_group_auc_and_rela_imp():
   groups = np.array([1, 1, 2, 2, 3, 3])  # user 3 has one class only: left out
   assert group_auc(labels, preds, groups) == pytest.approx((1.0 * 2 + 0.0 * 2) / 4)
   assert rela_imp(0.7350, 0.7312) == pytest.approx(1.64, abs=0.01)  # HeMix Table 2: HeMix-Small vs DLRM
+  assert np.isnan(rela_imp(0.6, 0.5))  # a base at chance: undefined, not a crash of the aggregation
 
 
 SYNTHETIC = {"dataset": "synthetic", "synthetic_impressions": 1500, "train_steps": 3}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -358,7 +359,7 @@ def markdown(results: dict) -> str:
     cells = [name]
     for t in tasks:
       imp = row[t].get("rela_imp_pct")
-      cells += [_fmt(row[t]["auc"]), "–" if imp is None else f"{imp:+.2f}%", _fmt(row[t]["logloss"]),
+      cells += [_fmt(row[t]["auc"]), "–" if imp is None or math.isnan(imp) else f"{imp:+.2f}%", _fmt(row[t]["logloss"]),
                 _fmt(row[t]["gauc"])]
     cells += [f"{row['dense_params']:,}", f"{row['gflops']:.4f}"]
     lines.append("| " + " | ".join(cells) + " |")
