@@ -2,7 +2,8 @@
 with --baseline_revision, the same measurement of that git revision's code in the same run.
 
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --jit_compile
-  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --baseline_revision=7babdb4
+  .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
+      --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
 Training FLOPs per example are taken as 3 x the profiler's forward FLOPs (forward + backward, the usual
 estimate). Inputs are a constant in-memory batch with full-length sequences, padded as the input
@@ -26,6 +27,9 @@ flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's default).")
+flags.DEFINE_string("baseline_preset", None, "The baseline revision's preset (default: --preset); presets are "
+                    "names, so the same architecture may carry another name there (7babdb4's cpu-small is "
+                    "today's paper).")
 flags.DEFINE_string("baseline_revision", None, "Also measure this git revision (its own script, same flags "
                     "that it knows) and report the speed-up.")
 FLAGS = flags.FLAGS
@@ -86,7 +90,7 @@ def measure_revision(revision: str) -> dict:
     subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, revision], check=True,
                    capture_output=True)
     try:
-      args = [f"--preset={FLAGS.preset}", f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
+      args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
               f"--matmul_size={FLAGS.matmul_size}"]
       env = {**os.environ, "PYTHONPATH": tree}
       out = subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "train_throughput.py"), *args],
