@@ -9,10 +9,7 @@ import tf_keras as keras
 
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.model.accounting import forward_flops, parameter_counts
-from hemix_tf.model.baselines import BASELINES, BaselineConfig
-from hemix_tf.model.config import preset
-from hemix_tf.model.hyformer import ENCODERS, HyFormerConfig
-from hemix_tf.model.mixformer import MixFormerConfig
+from hemix_tf.model.config import BASELINES, ENCODERS, BaselineConfig, HyFormerConfig, MixFormerConfig, preset
 from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
 
 from model_inputs import encoded, random_features

@@ -17,7 +17,7 @@ TOOLS = {"hemix_tf.data.cli": "--num_impressions", "pipelines.sequence_job_cli":
          "hemix_tf.experiments.cli": "--suite", "hemix_tf.demo": "--run_dir"}
 # Tools whose help must answer before TensorFlow, TFX or Beam is imported.
 LIGHT = ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli",
-         "pipelines.batch_scoring_cli", "hemix_tf.demo")
+         "pipelines.batch_scoring_cli", "hemix_tf.demo", "hemix_tf.experiments.cli")
 
 
 @pytest.mark.parametrize("module", TOOLS)
@@ -97,7 +97,7 @@ def parse():
 def test_every_command_line_tool_imports_beside_the_others():
   """Each tool owns its flags: the demo, tests and benchmarks import several in one process."""
   for name in ("hemix_tf.data.cli", "pipelines.sequence_job_cli", "pipelines.pipeline_cli",
-               "pipelines.batch_scoring_cli", "hemix_tf.demo"):
+               "pipelines.batch_scoring_cli", "hemix_tf.demo", "hemix_tf.experiments.cli"):
     module = importlib.import_module(name)
     assert module.FLAGS is not pipeline_cli.FLAGS or name == "pipelines.pipeline_cli"
 

@@ -20,7 +20,6 @@ the candidate item as the target. Fields are then projected to a common width d:
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
@@ -29,31 +28,11 @@ import tf_keras as keras
 
 from hemix_tf.data.examples import SEQUENCES
 from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup, FeatureKind
-from hemix_tf.model.config import InputConfig
+from hemix_tf.model.config import BaselineConfig
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import RankMixerBlock, TransformerBlock, sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF, mlp
-
-BASELINES = ("dlrm", "dcnv2", "dcnv2-parallel", "autoint", "hiformer", "mtgr", "rankmixer", "transformer")
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineConfig(InputConfig):
-  model: str = "dlrm"  # one of BASELINES
-  d: int = 32  # field / token width
-  layers: int = 2  # cross / attention / mixer layers
-  heads: int = 2
-  tokens: int = 16  # RankMixer / Transformer: T tokens from the automatic split (d must divide by T)
-  hidden: tuple[int, ...] = (256, 128)  # DNN, DLRM's top MLP
-  expansion: int = 4  # FFN width factor
-  cross_rank: int | None = None  # DCNv2: low-rank W (None: full rank)
-  din_hidden: int = 32  # DIN activation unit
-
-  def __post_init__(self):
-    if self.model not in BASELINES:
-      raise ValueError(f"unknown baseline '{self.model}'; choose one of {BASELINES}")
-
 
 def masked_mean(events: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """[B, L, d_I], [B, L] -> [B, d_I]; an empty sequence gives zeros."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from hemix_tf.data.feature_config import FeatureGroup
+
 
 class Interaction(str, enum.Enum):
   """The interaction block of Table 4."""
@@ -46,7 +48,9 @@ class HeMixConfig(InputConfig):
   # Mixed Hetero Attention (Eqs. 3-9).
   attention_dim: int = 256  # d, width of the projected queries / keys / values
   attention_heads: int = 4
-  attention_normalization: str = "softmax"  # Eq. 6; "sigmoid": DIN-style gates averaged over the events
+  # Eq. 6 "softmax"; "sigmoid": DIN-style gates averaged over the events; "sink": softmax with a learned
+  # null key and value (the output then moves with the log of how many events match).
+  attention_normalization: str = "softmax"
   qk_norm: bool = False  # LayerNorm on each head's queries and keys (scores at unit scale from the start)
   event_norm: bool = False  # LayerNorm on each event before W_K, W_V (keys and values at unit scale)
   # HeteroMixer blocks (Eqs. 11-21).
@@ -96,6 +100,69 @@ class HeMixConfig(InputConfig):
   def num_tokens(self) -> int:
     """N = N_S + N_NS (Eq. 10)."""
     return self.n_ns + self.sequence_tokens("global") + self.sequence_tokens("realtime")
+
+
+# The baselines' and the comparison models' configurations (their layers: baselines.py, hyformer.py,
+# mixformer.py), here so that a configuration can be read without importing TensorFlow.
+BASELINES = ("dlrm", "dcnv2", "dcnv2-parallel", "autoint", "hiformer", "mtgr", "rankmixer", "transformer")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig(InputConfig):
+  model: str = "dlrm"  # one of BASELINES
+  d: int = 32  # field / token width
+  layers: int = 2  # cross / attention / mixer layers
+  heads: int = 2
+  tokens: int = 16  # RankMixer / Transformer: T tokens from the automatic split (d must divide by T)
+  hidden: tuple[int, ...] = (256, 128)  # DNN, DLRM's top MLP
+  expansion: int = 4  # FFN width factor
+  cross_rank: int | None = None  # DCNv2: low-rank W (None: full rank)
+  din_hidden: int = 32  # DIN activation unit
+
+  def __post_init__(self):
+    if self.model not in BASELINES:
+      raise ValueError(f"unknown baseline '{self.model}'; choose one of {BASELINES}")
+
+
+ENCODERS = ("transformer", "longer", "swiglu")
+
+
+@dataclasses.dataclass(frozen=True)
+class HyFormerConfig(InputConfig):
+  d: int = 32  # D; must divide by T = sum of queries + 3 NS tokens
+  queries: tuple[int, int] = (4, 1)  # N_s for the global and the real-time sequence
+  layers: int = 2
+  heads: int = 2
+  encoder: str = "longer"  # Section 3.4.1: transformer (5), longer (6), swiglu (7)
+  short_length: int = 16  # L_H of the LONGER encoder
+  query_hidden: int = 64  # width of the query-generation FFNs
+  expansion: int = 2  # per-token FFN width factor
+  two_stage: bool = False  # True: the LONGER + RankMixer baseline (HyFormer Table 1) instead
+
+  def __post_init__(self):
+    if self.encoder not in ENCODERS:
+      raise ValueError(f"unknown encoder '{self.encoder}'; choose one of {ENCODERS}")
+    if self.d % self.num_tokens:
+      raise ValueError(f"d ({self.d}) must divide by T = queries + NS tokens ({self.num_tokens})")
+
+  @property
+  def num_tokens(self) -> int:
+    return sum(self.queries) + len(FeatureGroup)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixFormerConfig(InputConfig):
+  heads: int = 8  # N
+  d: int = 32  # D; must divide by N (HeadMixing)
+  layers: int = 2
+  expansion: int = 2  # SwiGLU width factor
+  user_heads: int = 0  # N_U > 0: UI-MixFormer (user heads first), 0: plain MixFormer
+
+  def __post_init__(self):
+    if self.d % self.heads:
+      raise ValueError(f"d ({self.d}) must divide by heads ({self.heads}) for HeadMixing")
+    if not 0 <= self.user_heads < self.heads:
+      raise ValueError(f"user_heads ({self.user_heads}) must be in [0, heads)")
 
 
 PRESETS = {

@@ -26,7 +26,6 @@ within it; Eqs. 9 and 15 have no normalisation and we add none.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
@@ -35,36 +34,10 @@ import tf_keras as keras
 from hemix_tf.data.examples import SEQUENCES
 from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
 from hemix_tf.model.baselines import masked_mean
-from hemix_tf.model.config import InputConfig
+from hemix_tf.model.config import HyFormerConfig
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import PerTokenFFN, RankMixerBlock, TransformerBlock, fuse, sliced_glorot
-
-ENCODERS = ("transformer", "longer", "swiglu")
-
-
-@dataclasses.dataclass(frozen=True)
-class HyFormerConfig(InputConfig):
-  d: int = 32  # D; must divide by T = sum of queries + 3 NS tokens
-  queries: tuple[int, int] = (4, 1)  # N_s for the global and the real-time sequence
-  layers: int = 2
-  heads: int = 2
-  encoder: str = "longer"  # Section 3.4.1: transformer (5), longer (6), swiglu (7)
-  short_length: int = 16  # L_H of the LONGER encoder
-  query_hidden: int = 64  # width of the query-generation FFNs
-  expansion: int = 2  # per-token FFN width factor
-  two_stage: bool = False  # True: the LONGER + RankMixer baseline (HyFormer Table 1) instead
-
-  def __post_init__(self):
-    if self.encoder not in ENCODERS:
-      raise ValueError(f"unknown encoder '{self.encoder}'; choose one of {ENCODERS}")
-    if self.d % self.num_tokens:
-      raise ValueError(f"d ({self.d}) must divide by T = queries + NS tokens ({self.num_tokens})")
-
-  @property
-  def num_tokens(self) -> int:
-    return sum(self.queries) + len(FeatureGroup)
-
 
 class SwiGLU(keras.layers.Layer):
   """SwiGLU(x) = W_3 (swish(x W_1) * (x W_2)) on the last axis, hidden width `expansion` x the input's."""

@@ -22,7 +22,6 @@ the user alone (tested), the item heads still read the user heads.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
@@ -30,27 +29,12 @@ import tf_keras as keras
 
 from hemix_tf.data.examples import SEQUENCES
 from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
-from hemix_tf.model.config import InputConfig
+from hemix_tf.model.config import MixFormerConfig
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.hyformer import SwiGLU
 from hemix_tf.model.mixer import sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF
-
-
-@dataclasses.dataclass(frozen=True)
-class MixFormerConfig(InputConfig):
-  heads: int = 8  # N
-  d: int = 32  # D; must divide by N (HeadMixing)
-  layers: int = 2
-  expansion: int = 2  # SwiGLU width factor
-  user_heads: int = 0  # N_U > 0: UI-MixFormer (user heads first), 0: plain MixFormer
-
-  def __post_init__(self):
-    if self.d % self.heads:
-      raise ValueError(f"d ({self.d}) must divide by heads ({self.heads}) for HeadMixing")
-    if not 0 <= self.user_heads < self.heads:
-      raise ValueError(f"user_heads ({self.user_heads}) must be in [0, heads)")
 
 
 class RMSNorm(keras.layers.Layer):

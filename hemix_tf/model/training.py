@@ -8,11 +8,11 @@ import tf_keras as keras
 
 from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.data.preprocessing import HashingPreprocessor
-from hemix_tf.model.baselines import Baseline, BaselineConfig
-from hemix_tf.model.config import HeMixConfig, InputConfig
+from hemix_tf.model.baselines import Baseline
+from hemix_tf.model.config import BaselineConfig, HeMixConfig, HyFormerConfig, InputConfig, MixFormerConfig
 from hemix_tf.model.hemix import HeMix
-from hemix_tf.model.hyformer import HyFormer, HyFormerConfig
-from hemix_tf.model.mixformer import MixFormer, MixFormerConfig
+from hemix_tf.model.hyformer import HyFormer
+from hemix_tf.model.mixformer import MixFormer
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
