@@ -109,7 +109,8 @@ def test_attention_ignores_padding_appended_or_permuted():
   assert not np.allclose(att([queries, tf.constant(changed * mask[..., None]), tf.constant(mask)]), base)
 
 
-@pytest.mark.parametrize("options", [{"normalization": "sigmoid"}, {"qk_norm": True, "event_norm": True}])
+@pytest.mark.parametrize("options", [{"normalization": "sigmoid"}, {"normalization": "sink"},
+                                     {"qk_norm": True, "event_norm": True}])
 def test_attention_options_keep_padding_out(options):
   att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, **options)
   queries, seq, mask = _attention_inputs()
@@ -129,23 +130,40 @@ def _share_inputs(matches: int, length: int = 8):
   return tf.constant(query), tf.constant(events), tf.ones([1, length])
 
 
-def test_sigmoid_attention_says_how_many_events_match_softmax_does_not():
-  """The reason for the sigmoid option: the total attention weight (what multiplies the values' bias
-  b_V in the output) is 1 under softmax whether 1 or 6 of 8 events match the query; under sigmoid it is
-  the mean gate, which rises with the share of matching events."""
-  outputs = {}
-  for normalization in ("softmax", "sigmoid"):
-    att = MixedHeteroAttention(num_queries=1, d_t=4, d=4, heads=1, normalization=normalization)
-    att(_share_inputs(1))
-    att.w_q.assign(40.0 * np.eye(4, dtype=np.float32)[None])  # matching events score 20, others 0
-    att.w_k.assign(np.eye(4, dtype=np.float32))
-    outputs[normalization] = [
-        float(tf.reduce_sum(att.attention_weights(_share_inputs(m)[0], slice(None), att.keys_values(_share_inputs(m)[1])[0],
-                                        _share_inputs(m)[2]))) for m in (1, 3, 6)]
-  np.testing.assert_allclose(outputs["softmax"], [1.0, 1.0, 1.0], atol=1e-6)  # normalised: no count
-  sigmoid = outputs["sigmoid"]
-  assert sigmoid[0] < sigmoid[1] < sigmoid[2]
+def _total_weight(att: MixedHeteroAttention, matches: int) -> float:
+  queries, events, mask = _share_inputs(matches)
+  return float(tf.reduce_sum(att.attention_weights(queries, slice(None), att.keys_values(events)[0], mask)))
+
+
+def _matching_attention(normalization: str) -> MixedHeteroAttention:
+  att = MixedHeteroAttention(num_queries=1, d_t=4, d=4, heads=1, normalization=normalization)
+  att(_share_inputs(1))
+  att.w_q.assign(40.0 * np.eye(4, dtype=np.float32)[None])  # matching events score 20, others 0
+  att.w_k.assign(np.eye(4, dtype=np.float32))
+  return att
+
+
+def test_sigmoid_and_sink_attention_say_how_many_events_match_softmax_does_not():
+  """The reason for the sigmoid and sink options: the total weight on the events (what multiplies the
+  values' bias b_V, or what moves the output away from the null value v_0) is 1 under softmax whether
+  1 or 6 of 8 events match the query; under sigmoid it is the mean gate, under the sink n / (n + e^{b_0 - 20})."""
+  totals = {"softmax": [_total_weight(_matching_attention("softmax"), m) for m in (1, 3, 6)]}
+  np.testing.assert_allclose(totals["softmax"], [1.0, 1.0, 1.0], atol=1e-6)  # normalised: no count
+  sigmoid = [_total_weight(_matching_attention("sigmoid"), m) for m in (1, 3, 6)]
   np.testing.assert_allclose(sigmoid, [(m * 1.0 + (8 - m) * 0.5) / 8 for m in (1, 3, 6)], atol=1e-3)
+  sink = _matching_attention("sink")
+  sink.null_logit.assign([20.0 + np.log(4.0)])  # the null key weighs as much as 4 matching events
+  np.testing.assert_allclose([_total_weight(sink, m) for m in (1, 3, 6)], [m / (m + 4) for m in (1, 3, 6)],
+                             atol=1e-3)
+
+
+def test_sink_attention_of_an_empty_sequence_is_the_null_value():
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, normalization="sink")
+  queries, seq, mask = _attention_inputs()
+  out = att([queries, tf.constant(seq), tf.constant(mask)]).numpy()
+  null = att.w_o(tf.reshape(att.null_value, [1, 8])).numpy()  # heads concatenated, then W_O (Eq. 8)
+  np.testing.assert_allclose(out[3], np.tile(null, (3, 1)), atol=1e-5)  # row 3 has no event
+  assert not np.allclose(out[0], out[3])
 
 
 def test_qk_norm_scores_do_not_depend_on_the_embedding_scale():

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hemix_tf.model.baselines import BaselineConfig
-from hemix_tf.model.config import InputConfig, Interaction, preset
-from hemix_tf.model.hyformer import HyFormerConfig
-from hemix_tf.model.mixformer import MixFormerConfig
+from hemix_tf.model.config import BaselineConfig, HyFormerConfig, InputConfig, Interaction, MixFormerConfig, preset
 
 HEMIX = preset("cpu-small")
 PAPER = preset("paper")  # cpu-small's sizes with the paper's literal design
@@ -87,6 +84,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "fixes + flatten w/o fixed queries": dataclasses.replace(FIXES, pooling="flatten", use_fixed_queries=False),
         "fixes + flatten + pre-LN (default)": HEMIX,
         "fixes + flatten + pre-LN w/o global sequence": dataclasses.replace(HEMIX, use_global_sequence=False),
+        # Softmax with a learned null key instead of the sigmoid gates: the count as a log, not a scale.
+        "fixes + flatten + pre-LN + sink attention": dataclasses.replace(HEMIX, attention_normalization="sink"),
+        "fixes + flatten + pre-LN + sink attention w/o global sequence": dataclasses.replace(
+            HEMIX, attention_normalization="sink", use_global_sequence=False),
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },

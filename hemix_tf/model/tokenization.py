@@ -11,7 +11,7 @@ import tf_keras as keras
 from hemix_tf.model.mixer import sliced_glorot
 
 NEG_INF = -1e9
-NORMALIZATIONS = ("softmax", "sigmoid")
+NORMALIZATIONS = ("softmax", "sigmoid", "sink")
 
 
 def mlp(hidden: tuple[int, ...], name: str) -> list[keras.layers.Layer]:
@@ -60,6 +60,13 @@ class MixedHeteroAttention(keras.layers.Layer):
   `normalization` (HeMixConfig.attention_normalization) chooses how scores become weights:
     softmax  Eq. 6 as written: the weights of a row sum to 1, so the output says *which* events match
              the query but not *how many* (one matching event and fifty give the same output).
+    sink     Eq. 6 with a learned null key joining every softmax (an attention sink, "softmax plus one"):
+             per head a key k_0 and logit b_0 give the score q k_0 / sqrt(d_h) + b_0, and its weight
+             w_0 falls on a learned null value v_0. With n matching events of score s the events get
+             n e^s / (e^{s_0} + n e^s), a sigmoid of log n + s - s_0: the output moves from v_0 towards
+             the matching events' values with the log of *how many* match, and it is not a rescaling
+             of one vector (a LayerNorm downstream removes a scale, a share read as a scale is lost).
+             An empty sequence gives v_0.
     sigmoid  each event gated on its own, σ(score), and averaged over the real events (DIN's reason to
              drop the normalisation), with a bias b_V on the values (Eq. 5 has none): the bias part of
              the output is b_V times the mean gate, a linear read-out of the share of matching events.
@@ -87,6 +94,14 @@ class MixedHeteroAttention(keras.layers.Layer):
     self.w_v = self.add_weight(name="w_v", shape=[d_i, self.d], initializer="glorot_uniform")
     if self.normalization == "sigmoid":
       self.b_v = self.add_weight(name="b_v", shape=[self.d], initializer="zeros")
+    if self.normalization == "sink":
+      d_h = self.d // self.heads
+      self.null_key = self.add_weight(name="null_key", shape=[self.heads, d_h], initializer="zeros")
+      self.null_logit = self.add_weight(name="null_logit", shape=[self.heads], initializer="zeros")
+      # At the scale of the values W_V x (unit-variance events, Glorot W_V) and unlike them, so that
+      # moving between v_0 and the events' values changes the token's direction from the start.
+      self.null_value = self.add_weight(name="null_value", shape=[self.heads, d_h],
+                                        initializer=keras.initializers.RandomNormal(stddev=1.0))
     self.w_o = keras.layers.Dense(self.d_t, name="w_o")
     if self.qk_norm:
       self.q_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="q_norm")
@@ -111,7 +126,8 @@ class MixedHeteroAttention(keras.layers.Layer):
 
   def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
-    events get weight 0, and an empty sequence all-zero weights."""
+    events get weight 0, and an empty sequence all-zero weights (with the sink: all weight on v_0,
+    which is 1 - the events' total)."""
     q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
     if self.qk_norm:
       q = normalize_last_axis(self.q_norm, q)
@@ -119,6 +135,11 @@ class MixedHeteroAttention(keras.layers.Layer):
     valid = mask[..., None, None, :]  # [..., 1, 1, L]
     if self.normalization == "softmax":
       return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
+    if self.normalization == "sink":
+      null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / tf.sqrt(float(self.d // self.heads))
+              + self.null_logit[:, None])[..., None]  # [..., h, n, 1]
+      scores = tf.concat([scores + (1.0 - valid) * NEG_INF, null], axis=-1)
+      return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
     events = tf.maximum(tf.reduce_sum(valid, axis=-1, keepdims=True), 1.0)
     return tf.sigmoid(scores) * valid / events
 
@@ -127,7 +148,10 @@ class MixedHeteroAttention(keras.layers.Layer):
     """Eqs. 4, 6-8 for the query positions `positions`: queries [..., n, d_T] -> [..., n, d_T].
     k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions."""
     att = self.attention_weights(queries, positions, k, mask)  # Eq. 6
-    o = tf.experimental.numpy.swapaxes(tf.matmul(att, v), -2, -3)  # Eq. 7: [..., n, h, d_h]
+    o = tf.matmul(att, v)  # Eq. 7: [..., h, n, d_h]
+    if self.normalization == "sink":
+      o += (1.0 - tf.reduce_sum(att, axis=-1, keepdims=True)) * self.null_value[:, None, :]
+    o = tf.experimental.numpy.swapaxes(o, -2, -3)  # [..., n, h, d_h]
     o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
     return self.w_o(o)  # Eq. 8
 
