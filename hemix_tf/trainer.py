@@ -100,6 +100,10 @@ def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> kera
   steps = math.gcd(cfg.train_steps, cfg.checkpoint_steps)
   callbacks = list(callbacks)
   if cfg.backup_dir:
+    if not model.built:  # else BackupAndRestore warns and the restored weights wait for the first step
+      features, _ = next(iter(train.take(1)))
+      with model.distribute_strategy.scope():
+        model(features)
     callbacks.append(keras.callbacks.BackupAndRestore(cfg.backup_dir))
   return model.fit(train, steps_per_epoch=steps, epochs=cfg.train_steps // steps, verbose=0,
                    callbacks=callbacks)

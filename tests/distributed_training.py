@@ -2,6 +2,10 @@
 
   python tests/distributed_training.py --mode=single|mirrored|multi_worker --out=result.json
   [--backup_dir=D] [--kill_at_step=K]   (K: the process dies with exit code 3 after step K)
+
+Beside result.json it writes result.json.weights-<step>.json, a fingerprint (the sum of every variable)
+of the model's weights when training begins (the first step's weights: restored ones on a resume) and
+at the end of every epoch.
 """
 import argparse
 import json
@@ -48,6 +52,20 @@ def main():
   with strategy.scope():
     model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, learning_rate=1e-3)
 
+  def dump_weights(step):
+    with open(f"{args.out}.weights-{step}.json", "w") as f:
+      json.dump({f"{i} {v.name}": float(tf.reduce_sum(tf.cast(v, tf.float64)))
+                 for i, v in enumerate(model.trainable_variables)}, f)
+
+  class Fingerprint(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+      if not hasattr(self, "began"):
+        self.began = True
+        dump_weights(f"begin-{int(self.model.optimizer.iterations.numpy())}")
+
+    def on_epoch_end(self, epoch, logs=None):
+      dump_weights(int(self.model.optimizer.iterations.numpy()))
+
   class Kill(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
       if args.kill_at_step and int(self.model.optimizer.iterations.numpy()) >= args.kill_at_step:
@@ -55,7 +73,7 @@ def main():
 
   cfg = TrainerConfig(train_pattern="-", eval_pattern="-", output_dir="-", train_steps=args.steps,
                       checkpoint_steps=8, backup_dir=args.backup_dir)
-  history = fit(model, data, cfg, [Kill()])
+  history = fit(model, data, cfg, [Fingerprint(), Kill()])
   result = {"replicas": strategy.num_replicas_in_sync, "steps": int(model.optimizer.iterations.numpy()),
             "epochs_run": len(history.history["loss"]), "final_loss": float(history.history["loss"][-1])}
   task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})

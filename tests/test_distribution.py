@@ -60,10 +60,20 @@ def test_killed_training_resumes_and_finishes_the_same_steps(tmp_path, single):
   backup = tmp_path / "backup"
   proc, _ = train(tmp_path, "killed", "--mode=single", f"--backup_dir={backup}", "--kill_at_step=13")
   assert proc.returncode == 3 and any(backup.iterdir())  # died after step 13, a checkpoint at step 8
-  resumed = result(*train(tmp_path, "resumed", "--mode=single", f"--backup_dir={backup}"))
+  proc, out = train(tmp_path, "resumed", "--mode=single", f"--backup_dir={backup}")
+  resumed = result(proc, out)
   assert resumed["steps"] == 24  # the same total, not 24 more
   assert resumed["epochs_run"] == 2  # epochs 2 and 3 of 8 steps: epoch 1 came from the backup
   assert resumed["final_loss"] == pytest.approx(single["final_loss"], rel=0.02)
+  # The resumed run starts from the weights of the checkpoint at step 8, not from a fresh initialisation.
+  checkpointed = json.loads((tmp_path / "killed.json.weights-8.json").read_text())
+  restored = json.loads((tmp_path / "resumed.json.weights-begin-8.json").read_text())
+  assert set(restored) == set(checkpointed) and len(restored) > 10
+  for name, value in checkpointed.items():
+    assert restored[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+  fresh = json.loads((tmp_path / "killed.json.weights-begin-0.json").read_text())
+  assert sum(fresh[n] != pytest.approx(checkpointed[n], rel=1e-6, abs=1e-6) for n in fresh) > len(fresh) // 2
+  assert "unbuilt" not in proc.stderr
 
 
 class _Resolver:
