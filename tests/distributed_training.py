@@ -39,7 +39,8 @@ def main():
   from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
   from hemix_tf.trainer import TrainerConfig, fit
 
-  fc = load_feature_config("synthetic-lbs")
+  full = load_feature_config("synthetic-lbs")  # short sequences: the model pads to L_G / L_R
+  fc = dataclasses.replace(full, sequence=dataclasses.replace(full.sequence, global_length=16, realtime_length=4))
   config = dataclasses.replace(preset("cpu-small"), tasks=("click",))
   keras.utils.set_random_seed(0)
   strategy = strategy_for({"single": "none"}.get(args.mode, args.mode))
