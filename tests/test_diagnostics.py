@@ -5,7 +5,9 @@ import pytest
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
 from hemix_tf.experiments.diagnostics import attention_entropy, hidden_quantities, linear_probes, stage_activations
+from hemix_tf.experiments.isolated_attention import IsolatedTargetAttention, category_share
 from hemix_tf.model.config import preset
+from hemix_tf.model.training import hashing_preprocessor
 
 from model_inputs import encoded, hemix, random_features
 
@@ -48,3 +50,26 @@ def test_hidden_quantities_are_the_generators():
   np.testing.assert_array_equal(hidden["intent_match"], imp["intent_match"][rows])
   assert hidden["intent_match"].any() and not hidden["intent_match"].all()
   assert np.all((hidden["interest"] > 0) & (hidden["interest"] < 1))
+
+
+def test_category_share_counts_the_real_events_in_the_candidates_category():
+  config = preset("cpu-small")
+  raw = random_features(FC, 8, seed=4)
+  batch = encoded(FC, raw, config)
+  share = category_share(batch, FC, "global").numpy()
+  cats, seq = batch["category"].numpy(), batch["global_category"].to_list()
+  expected = [np.mean(np.array(s) == c) if s else 0.0 for c, s in zip(cats, seq)]
+  np.testing.assert_allclose(share, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("readout,keys", [("sigmoid", "event"), ("sink", "category"), ("dot", "category")])
+def test_isolated_attention_reads_its_own_sequence_and_the_candidates_category_only(readout, keys):
+  config = preset("cpu-small")
+  batch = encoded(FC, random_features(FC, 8, seed=5), config)
+  model = IsolatedTargetAttention(FC, config, hashing_preprocessor(FC, config).table_sizes, "global", readout, keys)
+  base = model(batch).numpy()
+  other = dict(batch, realtime_category=batch["realtime_category"] + 1, user_id=batch["user_id"] + 1)
+  np.testing.assert_allclose(model(other).numpy(), base, atol=1e-6)
+  changed = dict(batch, global_category=batch["global_category"] + 1)
+  assert not np.allclose(model(changed).numpy(), base)
+  assert not np.allclose(model(dict(batch, category=batch["category"] + 1)).numpy(), base)
