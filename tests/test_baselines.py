@@ -1,6 +1,7 @@
 """The baselines, HyFormer and LONGER + RankMixer under HeMix's feature interface: each trains (its loss
 falls), and the accounting is the same for all (same embeddings, params split, profiler FLOPs)."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.padding import pad_lists
 from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.model.config import BASELINES, ENCODERS, BaselineConfig, HyFormerConfig, MixFormerConfig, preset
 from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
@@ -102,3 +104,30 @@ def test_transformer_block_computes_only_the_tokens_read():
   np.testing.assert_allclose(block(tokens, mask=mask, outputs=4), full[:, :4], rtol=1e-5, atol=1e-6)
   padded_changed = tf.where(mask[:, :, None] > 0, tokens, 100.0)
   np.testing.assert_allclose(block(padded_changed, mask=mask, outputs=4), full[:, :4], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_get_config_rebuilds_the_same_model(name, batch):
+  """get_config is JSON and from_config(get_config()) is the same architecture: with the weights
+  copied, the same outputs (a model can be cloned, reloaded or warm-started)."""
+  model = build_model(FC, CONFIGS[name], TABLES)
+  expected = model(batch)
+  config = json.loads(json.dumps(model.get_config()))
+  clone = type(model).from_config(config)
+  assert clone.config == model.config and clone.feature_config == FC and clone.table_sizes == TABLES
+  clone(batch)
+  clone.set_weights(model.get_weights())
+  for task, p in clone(batch).items():
+    np.testing.assert_allclose(p.numpy(), expected[task].numpy(), atol=1e-6)
+
+
+def test_a_saved_keras_model_loads_with_its_weights(tmp_path, batch):
+  """The Keras format rebuilds the model from get_config and its input shapes (padded inputs, as the
+  input pipeline gives them), then loads the weights."""
+  batch = pad_lists(batch, FC)
+  model = build_model(FC, CONFIGS["hemix"], TABLES)
+  expected = model(batch)["click"].numpy()
+  model.save(tmp_path / "hemix.keras")
+  loaded = keras.models.load_model(tmp_path / "hemix.keras")
+  assert type(loaded) is type(model) and loaded.config == model.config
+  np.testing.assert_allclose(loaded(batch)["click"].numpy(), expected, atol=1e-6)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hemix_tf.data.feature_config import (PACKAGED, FeatureGroup, FeatureKind, load_feature_config,
+from hemix_tf.data.feature_config import (PACKAGED, FeatureGroup, FeatureKind, feature_config_to_dict, load_feature_config,
                                           parse_feature_config)
 
 BASE = {"name": "t", "features": {"user": [{"name": "user_id", "kind": "categorical_id"}]},
@@ -46,3 +46,9 @@ def test_day_start_respects_utc_offset():
   assert config.day_start(t) == 1_767_225_600 - 8 * 3600
   assert config.day_start(t + 1) == t + 1
   np.testing.assert_array_equal(config.day_start(np.array([t, t + 1])), [t - 86399, t + 1])
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_feature_config_to_dict_round_trips(name):
+  config = load_feature_config(name)
+  assert parse_feature_config(feature_config_to_dict(config)) == config

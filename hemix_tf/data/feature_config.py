@@ -109,6 +109,19 @@ def parse_feature_config(raw: dict, where: str = "<config>") -> FeatureConfig:
   return config
 
 
+def feature_config_to_dict(config: FeatureConfig) -> dict:
+  """The YAML mapping of a FeatureConfig: parse_feature_config(feature_config_to_dict(c)) == c."""
+  def spec(f: FeatureSpec) -> dict:
+    return {"name": f.name, "kind": f.kind.value}
+  return {"name": config.name, "day_utc_offset_hours": config.day_utc_offset_hours,
+          "passthrough": list(config.passthrough),
+          "features": {g.value: [spec(f) for f in config.group(g)] for g in FeatureGroup},
+          "sequence": {"side_info": [spec(f) for f in config.sequence.side_info],
+                       "behaviors": list(config.sequence.behaviors),
+                       "global_length": config.sequence.global_length,
+                       "realtime_length": config.sequence.realtime_length}}
+
+
 def _check(config: FeatureConfig, where: str) -> None:
   names = [f.name for f in config.features]
   dupes = sorted({n for n in names if names.count(n) > 1})

@@ -33,6 +33,7 @@ from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import RankMixerBlock, TransformerBlock, sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF, mlp
+from hemix_tf.model.serializable import RankingModel
 
 def masked_mean(events: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """[B, L, d_I], [B, L] -> [B, d_I]; an empty sequence gives zeros."""
@@ -117,13 +118,13 @@ class AutoIntLayer(keras.layers.Layer):
     return tf.nn.relu(self.attention(x, x) + self.residual(x))
 
 
-class Baseline(keras.Model):
+@keras.utils.register_keras_serializable(package="hemix_tf")
+class Baseline(RankingModel):
   """Encoded features -> {task: probability [B]}, for every baseline of BASELINES."""
 
   def __init__(self, feature_config: FeatureConfig, config: BaselineConfig, table_sizes: Mapping[str, int],
                **kwargs):
-    super().__init__(**kwargs)
-    self.feature_config, self.config = feature_config, config
+    super().__init__(feature_config, config, table_sizes, **kwargs)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     kinds = [f.kind for f in feature_config.features]
     self.dense_fields = [i for i, k in enumerate(kinds) if k == FeatureKind.DENSE]

@@ -190,6 +190,25 @@ PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normaliza
                                            pre_norm=True)
 
 
+MODEL_CONFIGS = {c.__name__: c for c in (HeMixConfig, BaselineConfig, HyFormerConfig, MixFormerConfig)}
+
+
+def model_config_to_dict(config: InputConfig) -> dict:
+  """A JSON-able mapping of any model config, with its type (for a Keras model's get_config)."""
+  fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+  return {"type": type(config).__name__,
+          **{k: v.value if isinstance(v, enum.Enum) else v for k, v in fields.items()}}
+
+
+def model_config_from_dict(raw: dict) -> InputConfig:
+  """The inverse of model_config_to_dict (JSON lists become the dataclasses' tuples)."""
+  raw = dict(raw)
+  kind = raw.pop("type")
+  if kind not in MODEL_CONFIGS:
+    raise ValueError(f"unknown model config type '{kind}'; expected one of {sorted(MODEL_CONFIGS)}")
+  return MODEL_CONFIGS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
 def preset(name: str, **overrides) -> HeMixConfig:
   """A preset with some fields replaced (from a pipeline YAML or flags: lists become tuples)."""
   if name not in PRESETS:

@@ -19,6 +19,7 @@ from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
 from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
+from hemix_tf.model.serializable import RankingModel
 
 
 def interaction_block(config: HeMixConfig, index: int) -> keras.layers.Layer:
@@ -46,7 +47,8 @@ class PredictionHead(keras.layers.Layer):
     return tf.sigmoid(self.logit(x))[:, 0]
 
 
-class HeMix(keras.Model):
+@keras.utils.register_keras_serializable(package="hemix_tf")
+class HeMix(RankingModel):
   """Encoded features (hemix_tf.data.preprocessing) -> {task: probability [B]}.
 
   `table_sizes`: rows of every embedding table, from the preprocessor.
@@ -54,8 +56,7 @@ class HeMix(keras.Model):
 
   def __init__(self, feature_config: FeatureConfig, config: HeMixConfig, table_sizes: Mapping[str, int],
                **kwargs):
-    super().__init__(**kwargs)
-    self.feature_config, self.config = feature_config, config
+    super().__init__(feature_config, config, table_sizes, **kwargs)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, name="ns_tokenizer")
     self.extractors = {}

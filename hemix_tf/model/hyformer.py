@@ -38,6 +38,7 @@ from hemix_tf.model.config import HyFormerConfig
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import PerTokenFFN, RankMixerBlock, TransformerBlock, fuse, sliced_glorot
+from hemix_tf.model.serializable import RankingModel
 
 class SwiGLU(keras.layers.Layer):
   """SwiGLU(x) = W_3 (swish(x W_1) * (x W_2)) on the last axis, hidden width `expansion` x the input's."""
@@ -154,13 +155,13 @@ class QueryBoost(keras.layers.Layer):
     return q + self.ffn(mixed)  # Eqs. 14-15
 
 
-class HyFormer(keras.Model):
+@keras.utils.register_keras_serializable(package="hemix_tf")
+class HyFormer(RankingModel):
   """Encoded features -> {task: probability [B]}; HyFormer, or with `two_stage` LONGER + RankMixer."""
 
   def __init__(self, feature_config: FeatureConfig, config: HyFormerConfig, table_sizes: Mapping[str, int],
                **kwargs):
-    super().__init__(**kwargs)
-    self.feature_config, self.config = feature_config, config
+    super().__init__(feature_config, config, table_sizes, **kwargs)
     c = config
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     self.groups = [[i for i, f in enumerate(feature_config.features) if f.group == g] for g in FeatureGroup]

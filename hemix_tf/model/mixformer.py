@@ -35,6 +35,7 @@ from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.hyformer import SwiGLU
 from hemix_tf.model.mixer import sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF
+from hemix_tf.model.serializable import RankingModel
 
 
 class RMSNorm(keras.layers.Layer):
@@ -98,13 +99,13 @@ class MixFormerBlock(keras.layers.Layer):
     return self.head_ffn(self.norm_z(z)) + z, h  # 3. Output Fusion; the refined events feed the next block
 
 
-class MixFormer(keras.Model):
+@keras.utils.register_keras_serializable(package="hemix_tf")
+class MixFormer(RankingModel):
   """Encoded features -> {task: probability [B]}; UI-MixFormer when `user_heads` > 0."""
 
   def __init__(self, feature_config: FeatureConfig, config: MixFormerConfig, table_sizes: Mapping[str, int],
                **kwargs):
-    super().__init__(**kwargs)
-    self.feature_config, self.config = feature_config, config
+    super().__init__(feature_config, config, table_sizes, **kwargs)
     c = config
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     features = feature_config.features
