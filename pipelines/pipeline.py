@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
@@ -27,6 +28,7 @@ from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
+from pipelines.progress import component_progress
 
 MODULE_DIR = Path(__file__).resolve().parent / "module"
 TRAINER_MODULE_FILE, RUN_FN = str(MODULE_DIR / "hemix_trainer_module.py"), "hemix_tf.trainer.run_fn"
@@ -123,12 +125,18 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       beam_pipeline_args=list(cfg.beam_pipeline_args))
 
 
-def run_local(cfg: PipelineConfig) -> dict:
-  """Runs the pipeline with LocalDagRunner and a SQLite ML Metadata store; returns `run_summary`."""
+def run_local(cfg: PipelineConfig, verbose: bool = False) -> dict:
+  """Runs the pipeline with LocalDagRunner and a SQLite ML Metadata store, printing one line per
+  component (the libraries' log goes to <pipeline_root>/logs/); returns `run_summary` and the log file."""
   os.makedirs(os.path.dirname(os.path.abspath(cfg.metadata_path)), exist_ok=True)
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
-  tfx.orchestration.LocalDagRunner().run(create_pipeline(cfg, connection))
-  return run_summary(cfg)
+  pipeline = create_pipeline(cfg, connection)
+  log_dir = os.path.join(cfg.pipeline_root, "logs")
+  os.makedirs(log_dir, exist_ok=True)
+  log_file = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+  with component_progress(len(pipeline.components), log_file, verbose):
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  return {**run_summary(cfg), "log_file": log_file}
 
 
 def compile_kubeflow(cfg: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE) -> str:

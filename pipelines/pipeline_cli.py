@@ -97,7 +97,7 @@ def main(argv):
   if FLAGS.kubeflow_output:
     print(f"Kubeflow V2 pipeline spec: {compile_kubeflow(cfg, FLAGS.kubeflow_output, FLAGS.image)}")
     return
-  print(json.dumps(run_local(cfg), indent=2))
+  print(json.dumps(run_local(cfg, verbose=FLAGS.verbose), indent=2))
 
 
 def run_cli():

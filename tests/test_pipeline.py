@@ -45,10 +45,18 @@ def _executions(cfg):
 
 
 @pytest.mark.slow
-def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
+def _progress_lines(capsys) -> list[str]:
+  return [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+
+
+def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsys):
   cfg = _config(tmp_path, examples_dir)
   first = run_local(cfg)
   assert first["blessed"] and first["pushed_model"]
+  lines = _progress_lines(capsys)  # one line per component, the library logs in the file
+  total = len(lines)
+  assert total >= 9 and lines[-1].startswith(f"[{total}/{total}] ") and all(": ran in " in x for x in lines)
+  assert "Component Trainer is finished." in Path(first["log_file"]).read_text()
   eval_examples = json.loads((examples_dir / "job_summary.json").read_text())["counters"]["eval_examples"]
   assert first["metrics"]["click/example_count"] == eval_examples
   assert 0.0 < first["metrics"]["click/auc"] < 1.0
@@ -69,6 +77,8 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir):
   cached = [e for e in _executions(cfg)[n_before:]
             if e.last_known_state == metadata_store_pb2.Execution.CACHED]
   assert len(cached) >= 6  # ExampleGen, statistics, schema, validation, gate, Transform, Trainer
+  lines = _progress_lines(capsys)
+  assert len(lines) == total and sum(": cached in " in x for x in lines) == len(cached)
   assert second["metrics"]["click/auc"] == pytest.approx(first["metrics"]["click/auc"])  # vs a baseline
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.

@@ -1,0 +1,28 @@
+"""pipelines.progress: LocalDagRunner's absl records become one line per component; logs go to a file."""
+import logging
+
+from absl import logging as absl_logging
+
+from pipelines.progress import ComponentProgress, component_progress
+
+
+def test_one_line_per_component_cached_or_ran(tmp_path, capsys):
+  log_file = tmp_path / "run.log"
+  with component_progress(3, str(log_file)) as progress:
+    absl_logging.info("Component %s is running.", "ExampleGen")
+    absl_logging.info("A cached execution %d is used.", 4)
+    absl_logging.info("Component %s is finished.", "ExampleGen")
+    absl_logging.info("Component %s is running.", "Trainer")
+    absl_logging.info("Going to run a new execution %d", 5)
+    logging.getLogger("apache_beam.runners").info("a library line")
+    absl_logging.info("Component %s is finished.", "Trainer")
+    absl_logging.info("Skipping component %s.", "Pusher")
+  out = capsys.readouterr()
+  lines = out.out.splitlines()
+  assert [line.split(" in ")[0] for line in lines] == [
+      "[1/3] ExampleGen: cached", "[2/3] Trainer: ran", "[3/3] Pusher: skipped"]
+  assert progress.lines == lines
+  assert "a library line" not in out.err and "a library line" in log_file.read_text()
+  assert "Going to run a new execution 5" in log_file.read_text()
+  # Outside the block the logging configuration is as it was.
+  assert not any(isinstance(h, ComponentProgress) for h in logging.getLogger().handlers)
