@@ -1,4 +1,5 @@
 """MovieLens and Amazon Grocery adapters: the published counts, the split, fixtures, bad input."""
+import json
 import zipfile
 
 import numpy as np
@@ -62,7 +63,9 @@ def _write_grouplens(d):
 
 def test_grouplens_reader(tmp_path):
   _write_grouplens(tmp_path / "ml-1m")
-  imp, ev = movielens.to_contract(*movielens.read_grouplens(tmp_path / "ml-1m"), ML)
+  ratings, users, items, rejected = movielens.read_grouplens(tmp_path / "ml-1m")
+  assert not rejected and ratings["line"].tolist() == [1, 2, 3]
+  imp, ev = movielens.to_contract(ratings, users, items, ML)
   rows = {r["request_id"]: r for r in imp.to_pylist()}
   assert set(rows) == {"1-10", "1-20", "2-10"}
   assert rows["1-10"]["click"] == 1 and rows["1-10"]["conversion"] == 1 and rows["1-20"]["click"] == 0
@@ -72,17 +75,59 @@ def test_grouplens_reader(tmp_path):
   assert ev["primary_genre"].to_pylist() == ["Action", "Action", "Comedy"]
 
 
-def test_grouplens_bad_input(tmp_path):
-  _write_grouplens(tmp_path / "g")
-  (tmp_path / "g" / "ratings.dat").write_text("1::10::5::978300760\n1::x::3::978302109\n")
-  with pytest.raises(DataContractError, match=r"ratings.dat, row 1, column 'item_id': 'x'"):
-    movielens.read_grouplens(tmp_path / "g")
-  (tmp_path / "g" / "ratings.dat").write_text("1::99::5::978300760\n")
-  with pytest.raises(DataContractError, match="item 99 is not in the items file"):
-    movielens.to_contract(*movielens.read_grouplens(tmp_path / "g"), ML)
-  (tmp_path / "g" / "users.dat").unlink()
-  with pytest.raises(DataContractError, match="users.dat: no such file"):
-    movielens.read_grouplens(tmp_path / "g")
+def test_grouplens_utf8_half_stars_and_ratings_alone(tmp_path):
+  """ML-10M: UTF-8 files and half-star ratings; without users.dat / movies.dat the features are null."""
+  d = tmp_path / "ml-10m"
+  _write_grouplens(d)
+  (d / "users.dat").write_bytes("1::F::1::10::Zürich\n2::M::56::16::70072\n".encode("utf-8"))
+  (d / "ratings.dat").write_text("1::10::3.5::978300760\n2::10::0.5::978301968\n")
+  ratings, users, items, _ = movielens.read_grouplens(d)
+  imp, ev = movielens.to_contract(ratings, users, items, ML)
+  assert imp.to_pylist()[0]["zip_prefix"] == "Zür"  # not mojibake
+  assert ev["behavior"].to_pylist() == ["3.5", "0.5"] and set(ev["behavior"].to_pylist()) <= set(ML.sequence.behaviors)
+  (d / "users.dat").unlink()
+  (d / "movies.dat").unlink()
+  imp, _ = movielens.to_contract(*movielens.read_grouplens(d)[:3], ML)
+  assert imp.num_rows == 2 and imp["gender"].null_count == 2 and imp["genres"].null_count == 2
+
+
+def test_grouplens_bad_values_are_dead_letters_with_their_lines(tmp_path):
+  d = tmp_path / "g"
+  _write_grouplens(d)
+  (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::0::978302109\n2::10::9::978301968\n"
+                                 "1::x::3::978302109\n1::10::4::978309999\n2::20::4::978301969\n")
+  ratings, users, items, rejected = movielens.read_grouplens(d)
+  assert ratings["line"].tolist() == [1, 6]
+  assert [(r["line"], r["column"]) for r in rejected] == [(2, "rating"), (3, "rating"), (4, "item_id"), (5, "item_id")]
+  assert "already rated movie 10 on line 1" in rejected[3]["reason"] and rejected[1]["text"] == "2::10::9::978301968"
+  assert len(ratings["line"]) + len(rejected) == 6  # every line in exactly one place
+
+
+def test_grouplens_bad_files_fail_naming_file_and_line(tmp_path):
+  d = tmp_path / "g"
+  _write_grouplens(d)
+  for text, message in [("", r"ratings.dat: empty file"),
+                        ("1::10::5::978300760\n1::10::5\n", r"ratings.dat, line 2: 3 '::'-separated fields"),
+                        ("1::10::5::978300760::x\n", r"ratings.dat, line 1: 5 '::'-separated fields")]:
+    (d / "ratings.dat").write_text(text)
+    with pytest.raises(DataContractError, match=message):
+      movielens.read_grouplens(d)
+  (d / "ratings.dat").write_text("1::10::4::978300000\n2::10::4::978300000\n1::99::5::1\n")
+  with pytest.raises(DataContractError, match="ratings line 3: item 99 is not in the items file"):
+    movielens.to_contract(*movielens.read_grouplens(d)[:3], ML)  # the source line, not a row after sorting
+  (d / "ratings.dat").unlink()
+  with pytest.raises(DataContractError, match="ratings.dat: no such file"):
+    movielens.read_grouplens(d)
+
+
+def test_hemix_data_grouplens_writes_dead_letters_and_balances(tmp_path):
+  d = tmp_path / "g"
+  _write_grouplens(d)
+  (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::7::978302109\n2::10::4::978301968\n")
+  manifest = build("grouplens", str(tmp_path / "out"), source_dir=str(d))
+  assert manifest["source_records"] == 3 == manifest["impressions"] + manifest["rejected_records"]
+  letters = [json.loads(x) for x in (tmp_path / "out" / "dead_letters.jsonl").read_text().splitlines()]
+  assert [(x["line"], x["column"]) for x in letters] == [(2, "rating")]
 
 
 def test_amazon_counts_and_negatives(amazon_dir):

@@ -43,6 +43,9 @@ flags.DEFINE_integer("negatives_per_positive", 1, "amazon-grocery: sampled negat
                      flag_values=FLAGS)
 
 
+DEAD_LETTERS = "dead_letters.jsonl"
+
+
 def build(dataset: str, output_dir: str, feature_config: str | None = None, source_dir: str | None = None,
           cache_dir: str = "data_cache", num_impressions: int = 100_000, seed: int = 0,
           avg_global_len: float = SyntheticConfig.avg_global_len,
@@ -50,6 +53,7 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
           negatives_per_positive: int = 1) -> dict:
   """Runs one adapter and writes the dataset directory; returns its manifest."""
   config = load_feature_config(feature_config or DATASETS[dataset])
+  rejected = None  # the dead letters of a source whose lines can be rejected (GroupLens)
   if dataset == "synthetic":
     cfg = SyntheticConfig(num_impressions=num_impressions, seed=seed, avg_global_len=avg_global_len,
                           avg_realtime_len=avg_realtime_len, utc_offset_hours=config.day_utc_offset_hours)
@@ -63,7 +67,8 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
       if not source_dir:
         raise cli_flags.UserError("--dataset=grouplens needs --source_dir (ratings.dat, users.dat, movies.dat)")
       source = source_dir
-      tables = movielens.to_contract(*movielens.read_grouplens(source), config)
+      ratings, users, items, rejected = movielens.read_grouplens(source)
+      tables = movielens.to_contract(ratings, users, items, config)
     else:
       if not source_dir:
         raise cli_flags.UserError("--dataset=amazon-grocery needs --source_dir (train.csv, item_meta.csv)")
@@ -71,8 +76,14 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
       tables = amazon.to_contract(*amazon.read_grocery(source), config,
                                   negatives_per_positive=negatives_per_positive, seed=seed)
     blocks, info, total = [tables], {"source": str(Path(source).resolve())}, tables[0].num_rows
-  return write_dataset(output_dir, config, blocks, total_impressions=total,
-                       info={"dataset": dataset, **info})
+    if rejected is not None:  # every source line is an impression or a dead letter
+      info.update(source_records=total + len(rejected), rejected_records=len(rejected),
+                  dead_letters=str(Path(output_dir).resolve() / DEAD_LETTERS))
+  manifest = write_dataset(output_dir, config, blocks, total_impressions=total, info={"dataset": dataset, **info})
+  if rejected is not None:
+    with open(Path(output_dir) / DEAD_LETTERS, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rejected)
+  return manifest
 
 
 def main(argv):
