@@ -89,7 +89,8 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "fixes + flatten + pre-LN + sink attention w/o global sequence": dataclasses.replace(
             HEMIX, attention_normalization="sink", use_global_sequence=False),
         # F_NS's hidden width: every non-sequential cross passes its 128 units at cpu-small (DLRM's top MLP: 768).
-        "default with F_NS hidden 512": dataclasses.replace(HEMIX, ns_hidden=(512,)),
+        **{f"default with F_NS hidden {'-'.join(map(str, h))}": dataclasses.replace(HEMIX, ns_hidden=h)
+           for h in ((512,), (1024,), (512, 512))},
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },
