@@ -32,7 +32,8 @@ def test_stages_and_attention_entropy(name):
   model(batch)
   stages = stage_activations(model, batch)
   assert list(stages) == ["tokens/global", "tokens/realtime", "tokens/ns", "block_0", "block_1", "pooled"]
-  assert stages["pooled"].shape == (16, config.d_t)
+  # What the heads read: the mean token (`paper`), the flattened tokens (cpu-small's pooling="flatten").
+  assert stages["pooled"].shape == (16, config.d_t if config.pooling == "mean" else config.num_tokens * config.d_t)
   entropy = attention_entropy(model, batch)
   assert set(entropy) == {"global", "realtime"}
   if name == "paper":  # Keras' small embeddings: the softmax starts uniform (ARCHITECTURE, finding 1)

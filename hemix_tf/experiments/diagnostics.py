@@ -101,12 +101,13 @@ def attention_entropy(model: HeMix, features: dict) -> dict:
 
 
 def stage_activations(model: HeMix, features: dict) -> dict:
-  """{stage: [B, width] frozen activations}: O^G, O^R, T_NS (flattened), each block's output, the pooled vector."""
+  """{stage: [B, width] frozen activations}: O^G, O^R, T_NS (flattened), each block's output, and the
+  heads' input o (the mean of T_L, or with pooling="flatten" the concatenated tokens)."""
   groups = model.token_groups(features)
   stages = {f"tokens/{name}": t for name, t in groups.items()}
   outputs = model.mixed(tf.concat(list(groups.values()), axis=1))
   stages.update({f"block_{i}": t for i, t in enumerate(outputs)})
-  stages["pooled"] = tf.reduce_mean(outputs[-1] if outputs else tf.concat(list(groups.values()), axis=1), axis=1)
+  stages["pooled"] = model.pool(outputs[-1] if outputs else tf.concat(list(groups.values()), axis=1))
   return {name: tf.reshape(t, [tf.shape(t)[0], -1]).numpy() for name, t in stages.items()}
 
 
