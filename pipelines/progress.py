@@ -7,12 +7,14 @@ thousands of lines from Beam, TFMA and TensorFlow. `component_progress` reads th
   [3/9] SchemaGen: ran in 2 s
   [4/9] ExampleValidator: cached in 0 s
 
-while every INFO record goes to `log_file`, and the terminal shows only errors (unless `verbose`).
+while every log record and everything written to the process's stdout / stderr goes to `log_file`
+(unless `verbose`: then the terminal shows it all as well).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 import time
@@ -53,30 +55,60 @@ class ComponentProgress(logging.Handler):
 
 @contextlib.contextmanager
 def component_progress(total: int, log_file: str, verbose: bool = False) -> Iterator[ComponentProgress]:
-  """Within the block: the progress lines on stdout, absl / Python INFO records in `log_file`, and
-  (unless `verbose`) nothing below ERROR from the libraries on the terminal."""
+  """Within the block: the progress lines on stdout and every log record, absl INFO included, in
+  `log_file`. Unless `verbose`, the process's stdout and stderr file descriptors point at `log_file`
+  too, so what writes to them directly (the pip installs of Beam stages, TensorFlow's C++ logs,
+  libraries' handlers) stays off the terminal."""
   from absl import logging as absl_logging
-  root, absl_logger = logging.getLogger(), logging.getLogger("absl")
-  saved = (root.level, absl_logger.level, absl_logging.get_verbosity(),
-           [(h, h.level) for h in root.handlers])
-  progress = ComponentProgress(total)
+  root = logging.getLogger()
+  saved_level, saved_verbosity = root.level, absl_logging.get_verbosity()
   to_file = logging.FileHandler(log_file)
   to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-  if not verbose:
-    for handler in root.handlers:
-      handler.setLevel(max(handler.level, logging.ERROR))
-  absl_logging.set_verbosity(absl_logging.INFO)
-  root.setLevel(logging.INFO)
-  for handler in (progress, to_file):
-    root.addHandler(handler)
-  try:
-    yield progress
-  finally:
+  with contextlib.ExitStack() as stack:
+    terminal = sys.stdout
+    if not verbose:
+      terminal = stack.enter_context(_descriptors_to(log_file))
+      for handler in root.handlers:  # they would write each record to the file a second time
+        stack.callback(handler.setLevel, handler.level)
+        handler.setLevel(max(handler.level, logging.ERROR))
+    progress = ComponentProgress(total, terminal)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    root.setLevel(logging.INFO)
     for handler in (progress, to_file):
-      root.removeHandler(handler)
-    to_file.close()
-    root.setLevel(saved[0])
-    absl_logger.setLevel(saved[1])
-    absl_logging.set_verbosity(saved[2])
-    for handler, level in saved[3]:
-      handler.setLevel(level)
+      root.addHandler(handler)
+    try:
+      yield progress
+    finally:
+      for handler in (progress, to_file):
+        root.removeHandler(handler)
+      to_file.close()
+      root.setLevel(saved_level)
+      absl_logging.set_verbosity(saved_verbosity)
+
+
+@contextlib.contextmanager
+def _descriptors_to(log_file: str) -> Iterator[TextIO]:
+  """File descriptors 1 and 2 appended to `log_file` within the block; yields a text stream on the
+  original stdout (or sys.stdout itself when it is not file descriptor 1, e.g. under pytest's capture)."""
+  try:
+    direct = sys.stdout.fileno() == 1
+  except (AttributeError, OSError, ValueError):  # a captured / replaced sys.stdout
+    direct = False
+  for stream in (sys.stdout, sys.stderr):
+    stream.flush()
+  saved = [os.dup(1), os.dup(2)]
+  terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1) if direct else sys.stdout
+  with open(log_file, "a") as log:
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+  try:
+    yield terminal
+  finally:
+    for stream in (sys.stdout, sys.stderr):
+      stream.flush()
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+    for fd in saved:
+      os.close(fd)
+    if direct:
+      terminal.close()

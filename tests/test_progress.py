@@ -1,5 +1,6 @@
 """pipelines.progress: LocalDagRunner's absl records become one line per component; logs go to a file."""
 import logging
+import os
 
 from absl import logging as absl_logging
 
@@ -15,6 +16,8 @@ def test_one_line_per_component_cached_or_ran(tmp_path, capsys):
     absl_logging.info("Component %s is running.", "Trainer")
     absl_logging.info("Going to run a new execution %d", 5)
     logging.getLogger("apache_beam.runners").info("a library line")
+    os.write(1, b"pip: Successfully installed tfx-user-code\n")  # a subprocess / C++ writing to the fds
+    os.write(2, b"E0000 cuda_platform.cc: failed call to cuInit\n")
     absl_logging.info("Component %s is finished.", "Trainer")
     absl_logging.info("Skipping component %s.", "Pusher")
   out = capsys.readouterr()
@@ -23,6 +26,8 @@ def test_one_line_per_component_cached_or_ran(tmp_path, capsys):
       "[1/3] ExampleGen: cached", "[2/3] Trainer: ran", "[3/3] Pusher: skipped"]
   assert progress.lines == lines
   assert "a library line" not in out.err and "a library line" in log_file.read_text()
-  assert "Going to run a new execution 5" in log_file.read_text()
+  log = log_file.read_text()
+  assert "Going to run a new execution 5" in log and log.count("a library line") == 1
+  assert "Successfully installed" in log and "failed call to cuInit" in log
   # Outside the block the logging configuration is as it was.
   assert not any(isinstance(h, ComponentProgress) for h in logging.getLogger().handlers)
