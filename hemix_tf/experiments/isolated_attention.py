@@ -54,15 +54,14 @@ class IsolatedTargetAttention(keras.Model):
   """Encoded features -> click probability [B] from one sequence and the candidate's category only."""
 
   def __init__(self, fc: FeatureConfig, config: HeMixConfig, table_sizes: dict, sequence: str,
-               readout: str, keys: str, length_bias: bool = False, temperature: bool = False, width: int = 16, hidden: int = 64):
+               readout: str, keys: str, width: int = 16, hidden: int = 64):
     super().__init__()
     if readout not in READOUTS or keys not in KEYS:
       raise ValueError(f"readout must be one of {READOUTS} and keys one of {KEYS}")
     self.fc, self.sequence, self.readout, self.keys, self.width = fc, sequence, readout, keys, width
     self.embedding = FeatureEmbedding(fc, config, table_sizes, name="embedding")
     if readout != "dot":
-      self.attention = MixedHeteroAttention(1, width, 2 * width, 2, readout, qk_norm=True, event_norm=True,
-                                            length_bias=length_bias, temperature=temperature)
+      self.attention = MixedHeteroAttention(1, width, 2 * width, 2, readout, qk_norm=True, event_norm=True)
     self.hidden = keras.layers.Dense(hidden, activation="relu")
     self.logit = keras.layers.Dense(1)
 
@@ -83,8 +82,8 @@ class IsolatedTargetAttention(keras.Model):
     return tf.sigmoid(self.logit(self.hidden(x)))[:, 0]
 
 
-def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, length_bias: bool = False,
-        temperature: bool = False, every: int = 100, seed: int = 0, validation_examples: int = 10_240) -> dict:
+def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, every: int = 100, seed: int = 0,
+        validation_examples: int = 10_240) -> dict:
   data = Path(data_dir)
   manifest = read_manifest(data / "raw")
   job = json.loads((data / "examples" / "job_summary.json").read_text())
@@ -99,16 +98,14 @@ def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, lengt
                                  timestamps=split.eval_timestamps).take(-(-validation_examples // 1024)))
   labels = np.concatenate([b["click"].numpy() for b in validation])
   heuristic = auc(labels, np.concatenate([category_share(b, fc, sequence).numpy() for b in validation]))
-  model = IsolatedTargetAttention(fc, config, preprocessor.table_sizes, sequence, readout, keys, length_bias,
-                                  temperature)
+  model = IsolatedTargetAttention(fc, config, preprocessor.table_sizes, sequence, readout, keys)
   model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy())
   curve = []
   for step in range(every, steps + 1, every):
     model.fit(train.map(lambda f: (f, f["click"])), steps_per_epoch=every, epochs=1, verbose=0)
     curve.append({"step": step, "validation_auc": auc(labels, np.concatenate([model(b).numpy() for b in validation]))})
     print(json.dumps(curve[-1]), flush=True)
-  return {"sequence": sequence, "readout": readout, "keys": keys, "length_bias": length_bias, "temperature": temperature,
-          "heuristic_share_auc": heuristic, "curve": curve}
+  return {"sequence": sequence, "readout": readout, "keys": keys, "heuristic_share_auc": heuristic, "curve": curve}
 
 
 FLAGS = flags.FlagValues()
@@ -116,18 +113,13 @@ flags.DEFINE_string("data_dir", None, "The harness's <output_dir>/synthetic/data
 flags.DEFINE_enum("sequence", "global", ["global", "realtime"], "The sequence attended over.", flag_values=FLAGS)
 flags.DEFINE_enum("readout", "sigmoid", list(READOUTS), "Attention normalisation, or DLRM's dot.", flag_values=FLAGS)
 flags.DEFINE_enum("keys", "event", list(KEYS), "What each event is made of.", flag_values=FLAGS)
-flags.DEFINE_bool("length_bias", False, "Sigmoid / sink: the log n score offset (HeMixConfig.attention_length_bias).",
-                  flag_values=FLAGS)
-flags.DEFINE_bool("temperature", False, "A learned per-head scale of the QK-normalised scores from log2(L^2 - L) "
-                  "(HeMixConfig.attention_temperature).", flag_values=FLAGS)
 flags.DEFINE_integer("steps", 600, "Training steps of 256.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Seed.", flag_values=FLAGS)
 
 
 def main(argv):
   del argv
-  print(json.dumps(run(FLAGS.data_dir, FLAGS.sequence, FLAGS.readout, FLAGS.keys, FLAGS.steps, FLAGS.length_bias,
-                        FLAGS.temperature, seed=FLAGS.seed)))
+  print(json.dumps(run(FLAGS.data_dir, FLAGS.sequence, FLAGS.readout, FLAGS.keys, FLAGS.steps, seed=FLAGS.seed)))
 
 
 if __name__ == "__main__":

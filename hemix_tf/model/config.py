@@ -53,9 +53,6 @@ class HeMixConfig(InputConfig):
   attention_normalization: str = "softmax"
   qk_norm: bool = False  # LayerNorm on each head's queries and keys (scores at unit scale from the start)
   event_norm: bool = False  # LayerNorm on each event before W_K, W_V (keys and values at unit scale)
-  # Sigmoid / sink attention: a score offset of log n (n the row's events) so a long sequence can single
-  # out a few events from the first step (sigmoid: σ(s + b - log n) summed; sink: null logit + log n).
-  attention_length_bias: bool = False
   # HeteroMixer blocks (Eqs. 11-21).
   num_blocks: int = 2  # L
   mixer_heads: int = 16  # M; d_T must divide by it

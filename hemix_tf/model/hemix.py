@@ -69,7 +69,7 @@ class HeMix(RankingModel):
             dyn, fixed if config.use_fixed_queries else 0, config.d_t, config.attention_dim,
             config.attention_heads, use_mixed_queries=config.use_mixed_queries,
             normalization=config.attention_normalization, qk_norm=config.qk_norm,
-            event_norm=config.event_norm, length_bias=config.attention_length_bias, name=f"qmie_{seq}")
+            event_norm=config.event_norm, name=f"qmie_{seq}")
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 

@@ -70,16 +70,6 @@ class MixedHeteroAttention(keras.layers.Layer):
     sigmoid  each event gated on its own, σ(score), and averaged over the real events (DIN's reason to
              drop the normalisation), with a bias b_V on the values (Eq. 5 has none): the bias part of
              the output is b_V times the mean gate, a linear read-out of the share of matching events.
-  `length_bias` (HeMixConfig.attention_length_bias) adds log n, n the row's number of real events, where a
-  weight must be compared with the sequence's length (Ramapuram et al. 2024, "Theory, analysis, and best
-  practices for sigmoid self-attention", bias -log n). A long sequence needs an offset of about log n
-  before the attention can single out a few events, and a scalar that starts at 0 moves about one
-  learning rate per Adam step: at L_G = 256 it would need thousands of steps to get there.
-    sigmoid  w_j = σ(s_j + b_h - log n), summed over the events (not averaged), b_h a learned per-head bias
-             from 0: unselective scores give a total weight of about e^{s + b_h} (a mean of the events),
-             scores far above log n weigh each matching event fully (a count).
-    sink     the null logit becomes b_0 + log n: the null weighs as much as the events' mean from the
-             start, so the events' share of the weight moves with the share of matching events.
   `qk_norm` (HeMixConfig.qk_norm) applies a LayerNorm to every head's query and key before the dot
   product, so the scores start at unit scale whatever the scale of the embeddings (with Keras' embedding
   initialisation they start at ~0.004: the attention is uniform and stays so, docs/ARCHITECTURE.md).
@@ -89,18 +79,12 @@ class MixedHeteroAttention(keras.layers.Layer):
   """
 
   def __init__(self, num_queries: int, d_t: int, d: int, heads: int, normalization: str = "softmax",
-               qk_norm: bool = False, event_norm: bool = False, length_bias: bool = False,
-               temperature: bool = False, **kwargs):
+               qk_norm: bool = False, event_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
     if normalization not in NORMALIZATIONS:
       raise ValueError(f"attention normalization '{normalization}' is not one of {NORMALIZATIONS}")
-    if length_bias and normalization == "softmax":
-      raise ValueError("length_bias needs sigmoid or sink attention (a softmax ignores a bias shared by its row)")
     self.num_queries, self.d_t, self.d, self.heads = num_queries, d_t, d, heads
     self.normalization, self.qk_norm, self.event_norm = normalization, qk_norm, event_norm
-    if temperature and not qk_norm:
-      raise ValueError("temperature scales QK-normalised scores: it needs qk_norm")
-    self.length_bias, self.temperature = length_bias, temperature
 
   def build(self, input_shape):
     d_i = input_shape[1][-1]
@@ -110,8 +94,6 @@ class MixedHeteroAttention(keras.layers.Layer):
     self.w_v = self.add_weight(name="w_v", shape=[d_i, self.d], initializer="glorot_uniform")
     if self.normalization == "sigmoid":
       self.b_v = self.add_weight(name="b_v", shape=[self.d], initializer="zeros")
-      if self.length_bias:
-        self.score_bias = self.add_weight(name="score_bias", shape=[self.heads], initializer="zeros")
     if self.normalization == "sink":
       d_h = self.d // self.heads
       self.null_key = self.add_weight(name="null_key", shape=[self.heads, d_h], initializer="zeros")
@@ -121,12 +103,6 @@ class MixedHeteroAttention(keras.layers.Layer):
       self.null_value = self.add_weight(name="null_value", shape=[self.heads, d_h],
                                         initializer=keras.initializers.RandomNormal(stddev=1.0))
     self.w_o = keras.layers.Dense(self.d_t, name="w_o")
-    if self.temperature:
-      length = max(int(input_shape[1][1]), 2)
-      self.log_temperature = self.add_weight(
-          name="log_temperature", shape=[self.heads],
-          initializer=keras.initializers.Constant(float(tf.math.log(tf.math.log(float(length * length - length))
-                                                                    / tf.math.log(2.0)))))
     if self.qk_norm:
       self.q_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="q_norm")
       self.k_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="k_norm")
@@ -155,23 +131,16 @@ class MixedHeteroAttention(keras.layers.Layer):
     q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
     if self.qk_norm:
       q = normalize_last_axis(self.q_norm, q)
-    if self.temperature:  # g cos(q, k): QK-normalised vectors have squared norm d_h
-      scores = tf.matmul(q, k, transpose_b=True) * (tf.exp(self.log_temperature)[:, None, None] / (self.d // self.heads))
-    else:
-      scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
+    scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
     valid = mask[..., None, None, :]  # [..., 1, 1, L]
     if self.normalization == "softmax":
       return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
-    events = tf.maximum(tf.reduce_sum(valid, axis=-1, keepdims=True), 1.0)  # n [..., 1, 1, 1]
     if self.normalization == "sink":
       null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / tf.sqrt(float(self.d // self.heads))
               + self.null_logit[:, None])[..., None]  # [..., h, n, 1]
-      if self.length_bias:
-        null += tf.math.log(events)
       scores = tf.concat([scores + (1.0 - valid) * NEG_INF, null], axis=-1)
       return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
-    if self.length_bias:
-      return tf.sigmoid(scores + self.score_bias[:, None, None] - tf.math.log(events)) * valid
+    events = tf.maximum(tf.reduce_sum(valid, axis=-1, keepdims=True), 1.0)
     return tf.sigmoid(scores) * valid / events
 
   def attend(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, v: tf.Tensor,
@@ -201,13 +170,13 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
 
   def __init__(self, n_dynamic: int, n_fixed: int, d_t: int, d: int, heads: int,
                use_mixed_queries: bool = True, normalization: str = "softmax", qk_norm: bool = False,
-               event_norm: bool = False, length_bias: bool = False, **kwargs):
+               event_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.n_dynamic, self.n_fixed, self.d_t = n_dynamic, n_fixed, d_t
     self.use_mixed_queries = use_mixed_queries
     if use_mixed_queries:
       self.attention = MixedHeteroAttention(n_dynamic + n_fixed, d_t, d, heads, normalization, qk_norm,
-                                            event_norm, length_bias, name="mha")
+                                            event_norm, name="mha")
     else:
       self.autosplit = keras.layers.Dense((n_dynamic + n_fixed) * d_t, name="autosplit")
 
