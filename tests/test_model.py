@@ -157,6 +157,17 @@ def test_sigmoid_and_sink_attention_say_how_many_events_match_softmax_does_not()
                              atol=1e-3)
 
 
+def test_searched_sigmoid_gates_still_average_over_every_real_event():
+  """With a search mask the unsearched events get weight 0, and the gates are still divided by all n
+  real events, so the output keeps the share of the sequence the search found."""
+  att = _matching_attention("sigmoid")
+  queries, events, mask = _share_inputs(3)
+  search = tf.constant([[1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]])  # 2 of the 3 matching + 5 others
+  weights = att.attention_weights(queries, slice(None), att.keys_values(events)[0], mask, search).numpy()
+  np.testing.assert_allclose(weights[0, 0, 0], [1 / 8, 1 / 8, 0, 0, 0.5 / 8, 0.5 / 8, 0.5 / 8, 0.5 / 8],
+                             atol=1e-3)
+
+
 def test_sink_attention_of_an_empty_sequence_is_the_null_value():
   att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, normalization="sink")
   queries, seq, mask = _attention_inputs()
@@ -199,6 +210,40 @@ def test_fixed_query_tokens_do_not_depend_on_the_candidate(raw_batch, batch):
   dynamic = list(range(g_dyn)) + list(range(g_dyn + g_fix, g_dyn + g_fix + r_dyn))
   np.testing.assert_array_equal(a[:, fixed], b[:, fixed])  # bit-identical
   assert not np.allclose(a[:, dynamic], b[:, dynamic])
+
+
+def _with_candidate_category_in_history(raw: dict, seed: int = 3) -> dict:
+  """The raw batch with about a third of each row's global events set to the candidate's category."""
+  rng = np.random.default_rng(seed)
+  cats = raw["global_category"]
+  per_event_candidate = tf.gather(raw["category"], cats.value_rowids())
+  hit = rng.random(int(tf.size(cats.flat_values))) < 0.3
+  return replace(raw, global_category=cats.with_flat_values(tf.where(hit, per_event_candidate, cats.flat_values)))
+
+
+def test_global_search_attends_only_to_the_candidates_category(raw_batch):
+  """SIM hard search: the global dynamic-query tokens depend on the events of the candidate's category
+  only (and on how many real events there are); the fixed-query tokens still read every event."""
+  raw = _with_candidate_category_in_history(raw_batch)
+  cats = raw["global_category"]
+  other = cats.flat_values != tf.gather(raw["category"], cats.value_rowids())
+  assert 0 < int(tf.reduce_sum(tf.cast(other, tf.int32))) < int(tf.size(other))
+  changed = replace(raw, **{name: raw[name].with_flat_values(tf.where(other, raw[name].flat_values + 1000,
+                                                                      raw[name].flat_values))
+                            for name in ("global_item_id", "global_cell")})
+  g_dyn = SMALL.global_dynamic_queries
+  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search="category"), True), (SMALL, False)):
+    model = hemix(FC, config)
+    a = model.token_groups(encoded(FC, raw, config))["global"].numpy()
+    b = model.token_groups(encoded(FC, changed, config))["global"].numpy()
+    assert np.allclose(a[:, :g_dyn], b[:, :g_dyn], atol=1e-6) == dynamic_unchanged
+    assert not np.allclose(a[:, g_dyn:], b[:, g_dyn:])  # the fixed queries see every event
+
+
+def test_global_search_names_a_feature_both_sides_have():
+  with pytest.raises(ValueError, match="global_search 'price_level' must be both an item feature and a "
+                                       "sequence side info"):
+    hemix(FC, dataclasses.replace(SMALL, global_search="price_level"))
 
 
 def test_fusion_round_trip_and_identity_mixing():

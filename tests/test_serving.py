@@ -1,5 +1,6 @@
 """Serving signatures: the raw-tensor and the decoupled candidate-scoring signatures agree with
 `serving_default`; warm-up requests; the TF Serving config files."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -24,17 +25,25 @@ USER = {f.name for f in FC.features if f.group == FeatureGroup.USER}
 CANDIDATE = {f.name for f in FC.features if f.group != FeatureGroup.USER}
 
 
+def _signatures(config) -> dict:
+  return Signatures(hemix(FC, config), hashing_preprocessor(FC, config), FC).all()
+
+
 @pytest.fixture(scope="module")
 def signatures():
-  model = hemix(FC, SMALL)
-  sigs = Signatures(model, hashing_preprocessor(FC, SMALL), FC)
-  return sigs.all()
+  return _signatures(SMALL)
 
 
-def test_score_candidates_equals_per_example_scores(signatures):
+@pytest.mark.parametrize("global_search", [None, "category"])
+def test_score_candidates_equals_per_example_scores(global_search):
+  signatures = _signatures(dataclasses.replace(SMALL, global_search=global_search))
   users, per_user = 3, 7
   user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
   item_rows = rows(random_features(FC, users * per_user, seed=2))
+  for i, row in enumerate(item_rows):  # a candidate's category in its user's history (global search finds it)
+    history = user_rows[i // per_user]["global_category"]
+    if i % 2 and len(history):
+      row["category"] = history[:1]
   user_side = [{k: v for k, v in r.items() if k not in CANDIDATE} for r in user_rows]
   candidates = [{k: v for k, v in r.items() if k in CANDIDATE} for r in item_rows]
   joined = [serialize_row({**user_side[i // per_user], **c}) for i, c in enumerate(candidates)]

@@ -91,6 +91,9 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # F_NS's hidden width: every non-sequential cross passes its 128 units at cpu-small (DLRM's top MLP: 768).
         **{f"default with F_NS hidden {'-'.join(map(str, h))}": dataclasses.replace(HEMIX, ns_hidden=h)
            for h in ((512,), (1024,), (512, 512))},
+        # SIM's hard search on the global sequence: the candidate-dependent queries read only the events of
+        # the candidate's category (the fixed queries still read the whole history).
+        "default + SIM hard search (category)": dataclasses.replace(HEMIX, global_search="category"),
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },

@@ -53,6 +53,9 @@ class HeMixConfig(InputConfig):
   attention_normalization: str = "softmax"
   qk_norm: bool = False  # LayerNorm on each head's queries and keys (scores at unit scale from the start)
   event_norm: bool = False  # LayerNorm on each event before W_K, W_V (keys and values at unit scale)
+  # SIM's hard search (Pi et al. 2020) on the global sequence: its dynamic queries attend only over the
+  # events whose side info of this name (an item feature too, e.g. "category") equals the candidate's.
+  global_search: str | None = None
   # HeteroMixer blocks (Eqs. 11-21).
   num_blocks: int = 2  # L
   mixer_heads: int = 16  # M; d_T must divide by it

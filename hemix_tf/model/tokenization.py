@@ -124,15 +124,19 @@ class MixedHeteroAttention(keras.layers.Layer):
       v += self.b_v
     return (normalize_last_axis(self.k_norm, k) if self.qk_norm else k), self._heads(v)
 
-  def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor,
+                        search: tf.Tensor | None = None) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
     events get weight 0, and an empty sequence all-zero weights (with the sink: all weight on v_0,
-    which is 1 - the events' total)."""
+    which is 1 - the events' total). `search` [..., L] (1 = searched) restricts the events the queries
+    may weigh (SIM's hard search); the sigmoid gates still average over all of the row's real events,
+    so the output keeps the share of the sequence that the search found."""
     q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
     if self.qk_norm:
       q = normalize_last_axis(self.q_norm, q)
     scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
-    valid = mask[..., None, None, :]  # [..., 1, 1, L]
+    events = tf.maximum(tf.reduce_sum(mask, axis=-1)[..., None, None, None], 1.0)  # [..., 1, 1, 1]
+    valid = (mask if search is None else mask * search)[..., None, None, :]  # [..., 1, 1, L]
     if self.normalization == "softmax":
       return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
     if self.normalization == "sink":
@@ -140,14 +144,14 @@ class MixedHeteroAttention(keras.layers.Layer):
               + self.null_logit[:, None])[..., None]  # [..., h, n, 1]
       scores = tf.concat([scores + (1.0 - valid) * NEG_INF, null], axis=-1)
       return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
-    events = tf.maximum(tf.reduce_sum(valid, axis=-1, keepdims=True), 1.0)
     return tf.sigmoid(scores) * valid / events
 
   def attend(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, v: tf.Tensor,
-             mask: tf.Tensor) -> tf.Tensor:
+             mask: tf.Tensor, search: tf.Tensor | None = None) -> tf.Tensor:
     """Eqs. 4, 6-8 for the query positions `positions`: queries [..., n, d_T] -> [..., n, d_T].
-    k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions."""
-    att = self.attention_weights(queries, positions, k, mask)  # Eq. 6
+    k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions; `search`
+    [..., L] as in `attention_weights`."""
+    att = self.attention_weights(queries, positions, k, mask, search)  # Eq. 6
     o = tf.matmul(att, v)  # Eq. 7: [..., h, n, d_h]
     if self.normalization == "sink":
       o += (1.0 - tf.reduce_sum(att, axis=-1, keepdims=True)) * self.null_value[:, None, :]
@@ -202,18 +206,20 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
       state["tokens"] = self.attention.attend(fixed, slice(self.n_dynamic, None), k, v, mask)
     return state
 
-  def extract(self, dynamic: tf.Tensor, state: dict) -> tf.Tensor:
+  def extract(self, dynamic: tf.Tensor, state: dict, search: tf.Tensor | None = None) -> tf.Tensor:
     """O^s [..., n_dyn + n_fixed, d_T] from the dynamic queries [..., n_dyn, d_T] and a `user_state`
-    whose tensors broadcast against them ([B] with [B], or [U, 1] with [U, M] candidates)."""
+    whose tensors broadcast against them ([B] with [B], or [U, 1] with [U, M] candidates). `search`
+    [..., L]: the events the dynamic queries may attend to (the fixed queries see the whole sequence;
+    AutoSplit has no queries and ignores it)."""
     batch = tf.shape(dynamic)[:-2]
     if not self.use_mixed_queries:
       return tf.broadcast_to(state["tokens"], tf.concat([batch, [self.n_dynamic + self.n_fixed, self.d_t]], 0))
-    out = self.attention.attend(dynamic, slice(0, self.n_dynamic), state["k"], state["v"], state["mask"])
+    out = self.attention.attend(dynamic, slice(0, self.n_dynamic), state["k"], state["v"], state["mask"], search)
     if self.n_fixed:
       fixed = tf.broadcast_to(state["tokens"], tf.concat([batch, [self.n_fixed, self.d_t]], 0))
       out = tf.concat([out, fixed], axis=-2)
     return out
 
-  def call(self, inputs):
+  def call(self, inputs, search: tf.Tensor | None = None):
     dynamic, sequence, mask = inputs  # [B, n_dyn, d_T], [B, L, d_I], [B, L]
-    return self.extract(dynamic, self.user_state(sequence, mask))
+    return self.extract(dynamic, self.user_state(sequence, mask), search)
