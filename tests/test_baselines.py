@@ -11,6 +11,7 @@ import tf_keras as keras
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.padding import pad_lists
 from hemix_tf.model.accounting import forward_flops, parameter_counts
+from hemix_tf.model.baselines import TargetAttentionPooling
 from hemix_tf.model.config import BASELINES, ENCODERS, BaselineConfig, HyFormerConfig, MixFormerConfig, preset
 from hemix_tf.model.training import build_and_compile, build_model, hashing_preprocessor, with_labels
 
@@ -26,6 +27,8 @@ CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODE
 CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
 CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
+CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search="category", **SHARED)
+CONFIGS["hemix+search"] = dataclasses.replace(SMALL, global_search="category")
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 
@@ -131,3 +134,17 @@ def test_a_saved_keras_model_loads_with_its_weights(tmp_path, batch):
   loaded = keras.models.load_model(tmp_path / "hemix.keras")
   assert type(loaded) is type(model) and loaded.config == model.config
   np.testing.assert_allclose(loaded(batch)["click"].numpy(), expected, atol=1e-6)
+
+
+def test_din_pooling_with_hard_search_reads_the_searched_events_scaled_by_their_share():
+  keras.utils.set_random_seed(0)
+  pooling = TargetAttentionPooling(8)
+  candidate = tf.random.normal([2, 4])
+  events = tf.random.normal([2, 5, 3])
+  mask = tf.constant([[1.0, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+  search = tf.constant([[1.0, 0, 1, 0, 1], [0, 0, 1, 1, 1]])  # row 2 finds no real event
+  searched = pooling([candidate, events, mask], search).numpy()
+  # Row 1: the same as the plain pooling of the two searched real events, times their share 2 / 4.
+  alone = pooling([candidate[:1], tf.gather(events[:1], [0, 2], axis=1), tf.ones([1, 2])]).numpy()
+  np.testing.assert_allclose(searched[0], alone[0] * 0.5, atol=1e-6)
+  np.testing.assert_array_equal(searched[1], np.zeros(3))

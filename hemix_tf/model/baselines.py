@@ -33,6 +33,7 @@ from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import RankMixerBlock, TransformerBlock, sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF, mlp
+from hemix_tf.model.search import SEARCHED, check_search_feature, search_ids, search_mask
 from hemix_tf.model.serializable import RankingModel
 
 def masked_mean(events: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -43,7 +44,9 @@ def masked_mean(events: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 class TargetAttentionPooling(keras.layers.Layer):
   """DIN (Zhou et al. 2018) pooling of a sequence with the candidate as target: the activation unit
   MLP([e, t, e - t, e * t]) scores each event. Reading: DIN leaves the weights unnormalised; we take a
-  masked softmax over the events (a bounded scale whatever the sequence length)."""
+  masked softmax over the events (a bounded scale whatever the sequence length). With a hard-search mask
+  (SIM) the softmax runs over the searched events and the pooling is scaled by their share of the
+  sequence, so that how many events the search found is not normalised away."""
 
   def __init__(self, hidden: int, **kwargs):
     super().__init__(**kwargs)
@@ -56,12 +59,16 @@ class TargetAttentionPooling(keras.layers.Layer):
                                  name="activation_unit")
     super().build(input_shape)
 
-  def call(self, inputs):
-    candidate, events, mask = inputs  # [B, d_c], [B, L, d_I], [B, L]
+  def call(self, inputs, search: tf.Tensor | None = None):
+    candidate, events, mask = inputs  # [B, d_c], [B, L, d_I], [B, L]; search [B, L]
+    valid = mask if search is None else mask * search
     t = tf.broadcast_to(self.target(candidate)[:, None], tf.shape(events))
     scores = self.unit(tf.concat([events, t, events - t, events * t], axis=-1))[..., 0]
-    weights = tf.nn.softmax(scores + (1.0 - mask) * NEG_INF, axis=-1) * mask
-    return tf.einsum("bl,bld->bd", weights, events)
+    weights = tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
+    pooled = tf.einsum("bl,bld->bd", weights, events)
+    if search is None:
+      return pooled
+    return pooled * tf.math.divide_no_nan(tf.reduce_sum(valid, axis=1), tf.reduce_sum(mask, axis=1))[:, None]
 
 
 class HeterogeneousAttention(keras.layers.Layer):
@@ -125,6 +132,7 @@ class Baseline(RankingModel):
   def __init__(self, feature_config: FeatureConfig, config: BaselineConfig, table_sizes: Mapping[str, int],
                **kwargs):
     super().__init__(feature_config, config, table_sizes, **kwargs)
+    check_search_feature(feature_config, config.global_search)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     kinds = [f.kind for f in feature_config.features]
     self.dense_fields = [i for i, k in enumerate(kinds) if k == FeatureKind.DENSE]
@@ -163,14 +171,14 @@ class Baseline(RankingModel):
       self.blocks = [RankMixerBlock(c.expansion, name=f"rankmixer_{i}") if c.model == "rankmixer"
                      else TransformerBlock(c.heads, c.expansion, name=f"transformer_{i}") for i in range(c.layers)]
 
-  def fields(self, embedded: list[tf.Tensor], sequences: dict) -> tf.Tensor:
+  def fields(self, embedded: list[tf.Tensor], sequences: dict, search: dict | None = None) -> tf.Tensor:
     """[B, F, d]: the projected non-sequential fields (DLRM: without the dense ones), then per sequence
-    its mean and target-attention pooling."""
+    its mean and target-attention pooling (over the hard-searched events where `search` has a mask)."""
     candidate = tf.concat([embedded[i] for i in self.item_fields], axis=-1)
     raw = [x for i, x in enumerate(embedded) if self.config.model != "dlrm" or i not in self.dense_fields]
     for s in SEQUENCES:
       events, mask = sequences[s]
-      raw += [masked_mean(events, mask), self.pooling[s]([candidate, events, mask])]
+      raw += [masked_mean(events, mask), self.pooling[s]([candidate, events, mask], (search or {}).get(s))]
     return tf.stack([proj(x) for proj, x in zip(self.projections, raw)], axis=1)
 
   def _run(self, layers, x):
@@ -183,7 +191,9 @@ class Baseline(RankingModel):
     c = self.config
     embedded = self.embedding.fields(features)
     sequences = {s: self.embedding.sequence(features, s) for s in SEQUENCES}
-    fields = self.fields(embedded, sequences)
+    search = ({SEARCHED: search_mask(search_ids(self.feature_config, features, c.global_search),
+                                     features[c.global_search])} if c.global_search else {})
+    fields = self.fields(embedded, sequences, search)
     flat = tf.reshape(fields, [-1, self.n_fields * c.d])
     if c.model == "dlrm":
       bottom = (self._run(self.bottom, tf.concat([embedded[i] for i in self.dense_fields], axis=-1))

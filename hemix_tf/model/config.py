@@ -121,6 +121,9 @@ class BaselineConfig(InputConfig):
   expansion: int = 4  # FFN width factor
   cross_rank: int | None = None  # DCNv2: low-rank W (None: full rank)
   din_hidden: int = 32  # DIN activation unit
+  # SIM's hard search on the global sequence: its DIN pooling reads only the events of the candidate's
+  # side info of this name, scaled by their share of the sequence (HeMixConfig.global_search's counterpart).
+  global_search: str | None = None
 
   def __post_init__(self):
     if self.model not in BASELINES:

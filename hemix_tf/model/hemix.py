@@ -13,12 +13,12 @@ from typing import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from hemix_tf.data.examples import SEQUENCES, sequence_feature, sequence_fields
-from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
-from hemix_tf.data.padding import padded, sequence_length
+from hemix_tf.data.examples import SEQUENCES
+from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
+from hemix_tf.model.search import SEARCHED, check_search_feature, search_ids, search_mask
 from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
 from hemix_tf.model.serializable import RankingModel
 
@@ -71,11 +71,7 @@ class HeMix(RankingModel):
             config.attention_heads, use_mixed_queries=config.use_mixed_queries,
             normalization=config.attention_normalization, qk_norm=config.qk_norm,
             event_norm=config.event_norm, name=f"qmie_{seq}")
-    items = {f.name for f in feature_config.group(FeatureGroup.ITEM)}
-    if config.global_search and not (config.global_search in items
-                                     and config.global_search in sequence_fields(feature_config)):
-      raise ValueError(f"global_search '{config.global_search}' must be both an item feature and a sequence "
-                       f"side info of feature config '{feature_config.name}'")
+    check_search_feature(feature_config, config.global_search)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
@@ -84,17 +80,11 @@ class HeMix(RankingModel):
     n_global = self.config.global_dynamic_queries
     return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
 
-  def _search_ids(self, features: dict) -> tf.Tensor:
-    """The global events' `global_search` side info ids [..., L_G] (padding: -1, never a candidate's)."""
-    name = sequence_feature("global", self.config.global_search)
-    ids, mask = padded(features, name, sequence_length(self.feature_config, "global"))
-    return tf.where(mask > 0, ids, tf.constant(-1, ids.dtype))
-
-  def _search(self, search_ids: tf.Tensor, candidate_ids: tf.Tensor) -> dict:
-    """{"global": 1.0 where a global event's side info equals the candidate's [..., L_G]}, or {}."""
-    if not self.config.global_search or "global" not in self.extractors:
+  def _search(self, ids: tf.Tensor, candidate_ids: tf.Tensor) -> dict:
+    """{"global": the hard-search mask [..., L_G]} with `global_search`, else {}."""
+    if not self.config.global_search or SEARCHED not in self.extractors:
       return {}
-    return {"global": tf.cast(search_ids == tf.cast(candidate_ids, search_ids.dtype)[..., None], tf.float32)}
+    return {SEARCHED: search_mask(ids, candidate_ids)}
 
   def token_groups(self, features: dict) -> dict:
     """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
@@ -102,8 +92,8 @@ class HeMix(RankingModel):
     e_uic, sequences = self.embedding(features)
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
-    search = (self._search(self._search_ids(features), features[self.config.global_search])
-              if self.config.global_search else {})
+    search = (self._search(search_ids(self.feature_config, features, self.config.global_search),
+                           features[self.config.global_search]) if self.config.global_search else {})
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
     return {**groups, "ns": t_ns}
@@ -144,8 +134,9 @@ class HeMix(RankingModel):
     states = {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
                   *self.embedding.sequence(user_features, s)).items()}
               for s, extractor in self.extractors.items()}
-    if self.config.global_search and "global" in states:
-      states["global"]["search_ids"] = tf.expand_dims(self._search_ids(user_features), 1)  # [U, 1, L_G]
+    if self.config.global_search and SEARCHED in states:
+      states[SEARCHED]["search_ids"] = tf.expand_dims(  # [U, 1, L_G]
+          search_ids(self.feature_config, user_features, self.config.global_search), 1)
     return states
 
   def score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
@@ -155,9 +146,9 @@ class HeMix(RankingModel):
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
-    if self.config.global_search and "global" in user_states:
+    if self.config.global_search and SEARCHED in user_states:
       candidate_ids = tf.reshape(candidate_features[self.config.global_search], [-1, candidates_per_user])
-      search = self._search(user_states["global"]["search_ids"], candidate_ids)  # [U, M, L_G]
+      search = self._search(user_states[SEARCHED]["search_ids"], candidate_ids)  # [U, M, L_G]
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]
     t = tf.concat(seq_tokens + [t_ns], axis=-2)
