@@ -27,8 +27,8 @@ CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODE
 CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
 CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
-CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search="category", **SHARED)
-CONFIGS["hemix+search"] = dataclasses.replace(SMALL, global_search="category")
+CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search=True, **SHARED)
+CONFIGS["hemix+search"] = dataclasses.replace(SMALL, global_search=True)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 

@@ -28,6 +28,8 @@ def test_synthetic_config_has_every_feature_kind():
     ({"features": {"user": [{"name": "user_id", "kind": "dense"}]}}, "categorical_id"),
     ({"sequence": {"behaviors": [], "global_length": 4, "realtime_length": 2}}, "behaviors"),
     ({"sequence": {"behaviors": ["a"], "global_length": 0, "realtime_length": 2}}, "positive"),
+    ({"sequence": {"behaviors": ["a"], "global_length": 4, "realtime_length": 2, "search": "item_id"}},
+     "sequence.search 'item_id' must be a sequence side info"),
 ])
 def test_bad_configs_are_rejected(change, message):
   with pytest.raises(ValueError, match=message):

@@ -12,6 +12,7 @@ from hemix_tf.data.padding import pad_lists
 from hemix_tf.model.accounting import eq24_params, forward_flops, parameter_counts
 from hemix_tf.model.config import Interaction, preset
 from hemix_tf.model.export import export_saved_model, serving_function
+from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
 from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
@@ -232,7 +233,7 @@ def test_global_search_attends_only_to_the_candidates_category(raw_batch):
                                                                       raw[name].flat_values))
                             for name in ("global_item_id", "global_cell")})
   g_dyn = SMALL.global_dynamic_queries
-  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search="category"), True), (SMALL, False)):
+  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search=True), True), (SMALL, False)):
     model = hemix(FC, config)
     a = model.token_groups(encoded(FC, raw, config))["global"].numpy()
     b = model.token_groups(encoded(FC, changed, config))["global"].numpy()
@@ -240,10 +241,14 @@ def test_global_search_attends_only_to_the_candidates_category(raw_batch):
     assert not np.allclose(a[:, g_dyn:], b[:, g_dyn:])  # the fixed queries see every event
 
 
-def test_global_search_names_a_feature_both_sides_have():
-  with pytest.raises(ValueError, match="global_search 'price_level' must be both an item feature and a "
-                                       "sequence side info"):
-    hemix(FC, dataclasses.replace(SMALL, global_search="price_level"))
+def test_global_search_reads_the_whole_sequence_on_data_without_a_search_key(raw_batch, batch):
+  no_key = dataclasses.replace(FC, sequence=dataclasses.replace(FC.sequence, search=None))
+  searching = HeMix(no_key, dataclasses.replace(SMALL, global_search=True), TABLES)
+  plain = HeMix(no_key, SMALL, TABLES)
+  plain(batch)
+  searching(batch)
+  searching.set_weights(plain.get_weights())
+  np.testing.assert_array_equal(searching.tokens(batch).numpy(), plain.tokens(batch).numpy())
 
 
 def test_fusion_round_trip_and_identity_mixing():

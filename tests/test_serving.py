@@ -34,7 +34,7 @@ def signatures():
   return _signatures(SMALL)
 
 
-@pytest.mark.parametrize("global_search", [None, "category"])
+@pytest.mark.parametrize("global_search", [False, True])
 def test_score_candidates_equals_per_example_scores(global_search):
   signatures = _signatures(dataclasses.replace(SMALL, global_search=global_search))
   users, per_user = 3, 7

@@ -52,6 +52,9 @@ class SequenceConfig:
   behaviors: tuple[str, ...]  # allowed values of the `behavior` column
   global_length: int  # L_G: most recent events before the impression's local day
   realtime_length: int  # L_R: most recent events of that day, strictly before the impression
+  # The side info of SIM's hard search (HeMixConfig.global_search): an item feature of the same name too,
+  # so that the candidate's id and the events' ids share one vocabulary (e.g. the category).
+  search: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +103,8 @@ def parse_feature_config(raw: dict, where: str = "<config>") -> FeatureConfig:
       side_info=side_info,
       behaviors=tuple(str(b) for b in seq.get("behaviors", [])),
       global_length=int(seq.get("global_length", 0)),
-      realtime_length=int(seq.get("realtime_length", 0)))
+      realtime_length=int(seq.get("realtime_length", 0)),
+      search=seq.get("search"))
   config = FeatureConfig(
       name=str(raw.get("name", where)), features=tuple(features), sequence=sequence,
       day_utc_offset_hours=float(raw.get("day_utc_offset_hours", 0.0)),
@@ -119,7 +123,8 @@ def feature_config_to_dict(config: FeatureConfig) -> dict:
           "sequence": {"side_info": [spec(f) for f in config.sequence.side_info],
                        "behaviors": list(config.sequence.behaviors),
                        "global_length": config.sequence.global_length,
-                       "realtime_length": config.sequence.realtime_length}}
+                       "realtime_length": config.sequence.realtime_length,
+                       **({"search": config.sequence.search} if config.sequence.search else {})}}
 
 
 def _check(config: FeatureConfig, where: str) -> None:
@@ -142,6 +147,12 @@ def _check(config: FeatureConfig, where: str) -> None:
     raise ValueError(f"{where}: sequence.behaviors must list the behaviour types")
   if config.sequence.global_length <= 0 or config.sequence.realtime_length <= 0:
     raise ValueError(f"{where}: sequence.global_length and realtime_length must be positive")
+  search = config.sequence.search
+  items = {f.name: f.kind for f in config.group(FeatureGroup.ITEM)}
+  if search is not None and not (search in side and items.get(search) in (FeatureKind.CATEGORICAL_ID,
+                                                                         FeatureKind.CATEGORICAL_STRING)):
+    raise ValueError(f"{where}: sequence.search '{search}' must be a sequence side info and a single-valued "
+                     f"categorical item feature")
 
 
 PACKAGED = ("synthetic-lbs", "movielens", "amazon-grocery")

@@ -93,10 +93,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
            for h in ((512,), (1024,), (512, 512))},
         # SIM's hard search on the global sequence: the candidate-dependent queries read only the events of
         # the candidate's category (the fixed queries still read the whole history).
-        "default + SIM hard search (category)": dataclasses.replace(HEMIX, global_search="category"),
-        "paper + SIM hard search (category)": dataclasses.replace(PAPER, global_search="category"),
+        "default + SIM hard search (category)": dataclasses.replace(HEMIX, global_search=True),
+        "paper + SIM hard search (category)": dataclasses.replace(PAPER, global_search=True),
         # The same search given to the strongest baseline (its global DIN pooling), for a fair comparison.
-        "DLRM + SIM hard search (category)": dataclasses.replace(DLRM, global_search="category"),
+        "DLRM + SIM hard search (category)": dataclasses.replace(DLRM, global_search=True),
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },

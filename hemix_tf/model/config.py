@@ -54,8 +54,8 @@ class HeMixConfig(InputConfig):
   qk_norm: bool = False  # LayerNorm on each head's queries and keys (scores at unit scale from the start)
   event_norm: bool = False  # LayerNorm on each event before W_K, W_V (keys and values at unit scale)
   # SIM's hard search (Pi et al. 2020) on the global sequence: its dynamic queries attend only over the
-  # events whose side info of this name (an item feature too, e.g. "category") equals the candidate's.
-  global_search: str | None = None
+  # events whose side info `sequence.search` of the feature config (e.g. the category) is the candidate's.
+  global_search: bool = False
   # HeteroMixer blocks (Eqs. 11-21).
   num_blocks: int = 2  # L
   mixer_heads: int = 16  # M; d_T must divide by it
@@ -122,8 +122,8 @@ class BaselineConfig(InputConfig):
   cross_rank: int | None = None  # DCNv2: low-rank W (None: full rank)
   din_hidden: int = 32  # DIN activation unit
   # SIM's hard search on the global sequence: its DIN pooling reads only the events of the candidate's
-  # side info of this name, scaled by their share of the sequence (HeMixConfig.global_search's counterpart).
-  global_search: str | None = None
+  # `sequence.search` side info, scaled by their share of the sequence (as HeMixConfig.global_search).
+  global_search: bool = False
 
   def __post_init__(self):
     if self.model not in BASELINES:

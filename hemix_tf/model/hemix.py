@@ -18,7 +18,7 @@ from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
-from hemix_tf.model.search import SEARCHED, check_search_feature, search_ids, search_mask
+from hemix_tf.model.search import SEARCHED, search_ids, search_key, search_mask
 from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
 from hemix_tf.model.serializable import RankingModel
 
@@ -71,7 +71,7 @@ class HeMix(RankingModel):
             config.attention_heads, use_mixed_queries=config.use_mixed_queries,
             normalization=config.attention_normalization, qk_norm=config.qk_norm,
             event_norm=config.event_norm, name=f"qmie_{seq}")
-    check_search_feature(feature_config, config.global_search)
+    self.search_key = search_key(feature_config, config.global_search)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
@@ -82,7 +82,7 @@ class HeMix(RankingModel):
 
   def _search(self, ids: tf.Tensor, candidate_ids: tf.Tensor) -> dict:
     """{"global": the hard-search mask [..., L_G]} with `global_search`, else {}."""
-    if not self.config.global_search or SEARCHED not in self.extractors:
+    if not self.search_key or SEARCHED not in self.extractors:
       return {}
     return {SEARCHED: search_mask(ids, candidate_ids)}
 
@@ -92,8 +92,8 @@ class HeMix(RankingModel):
     e_uic, sequences = self.embedding(features)
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
-    search = (self._search(search_ids(self.feature_config, features, self.config.global_search),
-                           features[self.config.global_search]) if self.config.global_search else {})
+    search = (self._search(search_ids(self.feature_config, features, self.search_key),
+                           features[self.search_key]) if self.search_key else {})
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
     return {**groups, "ns": t_ns}
@@ -134,9 +134,9 @@ class HeMix(RankingModel):
     states = {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
                   *self.embedding.sequence(user_features, s)).items()}
               for s, extractor in self.extractors.items()}
-    if self.config.global_search and SEARCHED in states:
+    if self.search_key and SEARCHED in states:
       states[SEARCHED]["search_ids"] = tf.expand_dims(  # [U, 1, L_G]
-          search_ids(self.feature_config, user_features, self.config.global_search), 1)
+          search_ids(self.feature_config, user_features, self.search_key), 1)
     return states
 
   def score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
@@ -146,8 +146,8 @@ class HeMix(RankingModel):
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
-    if self.config.global_search and SEARCHED in user_states:
-      candidate_ids = tf.reshape(candidate_features[self.config.global_search], [-1, candidates_per_user])
+    if self.search_key and SEARCHED in user_states:
+      candidate_ids = tf.reshape(candidate_features[self.search_key], [-1, candidates_per_user])
       search = self._search(user_states[SEARCHED]["search_ids"], candidate_ids)  # [U, M, L_G]
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]

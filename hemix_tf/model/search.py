@@ -2,25 +2,26 @@
 Behavior Data"): a long behaviour sequence is first searched for the events that share a side info
 with the candidate (its category), and only those are read by the target attention.
 
-`HeMixConfig.global_search` / `BaselineConfig.global_search` name the side info; it must be both an item
-feature and a sequence side info, so the candidate's id and the events' ids come from one vocabulary.
+`HeMixConfig.global_search` / `BaselineConfig.global_search` turn it on; the feature config's
+`sequence.search` names the side info (both an item feature and a sequence side info, so the candidate's
+id and the events' ids come from one vocabulary). Data without one (MovieLens: a movie has a list of
+genres, not one category) has nothing to search by, and the queries read the whole sequence.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from hemix_tf.data.examples import sequence_feature, sequence_fields
-from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
+from hemix_tf.data.examples import sequence_feature
+from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.data.padding import padded, sequence_length
 
 SEARCHED = "global"  # the sequence searched: the long one (Section 3.2)
 
 
-def check_search_feature(feature_config: FeatureConfig, name: str | None) -> None:
-  items = {f.name for f in feature_config.group(FeatureGroup.ITEM)}
-  if name and not (name in items and name in sequence_fields(feature_config)):
-    raise ValueError(f"global_search '{name}' must be both an item feature and a sequence side info of "
-                     f"feature config '{feature_config.name}'")
+def search_key(feature_config: FeatureConfig, enabled: bool) -> str | None:
+  """The side info searched when a model asks for the search (`global_search`) and the data names one
+  (`sequence.search`); None: the queries read the whole sequence."""
+  return feature_config.sequence.search if enabled else None
 
 
 def search_ids(feature_config: FeatureConfig, features: dict, name: str) -> tf.Tensor:
