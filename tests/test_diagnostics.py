@@ -63,11 +63,13 @@ def test_category_share_counts_the_real_events_in_the_candidates_category():
   np.testing.assert_allclose(share, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("readout,keys", [("sigmoid", "event"), ("sink", "category"), ("dot", "category")])
-def test_isolated_attention_reads_its_own_sequence_and_the_candidates_category_only(readout, keys):
+@pytest.mark.parametrize("readout,keys,search", [("sigmoid", "event", False), ("sink", "category", False),
+                                                 ("dot", "category", False), ("sigmoid", "event", True)])
+def test_isolated_attention_reads_its_own_sequence_and_the_candidates_category_only(readout, keys, search):
   config = preset("cpu-small")
   batch = encoded(FC, random_features(FC, 8, seed=5), config)
-  model = IsolatedTargetAttention(FC, config, hashing_preprocessor(FC, config).table_sizes, "global", readout, keys)
+  model = IsolatedTargetAttention(FC, config, hashing_preprocessor(FC, config).table_sizes, "global", readout, keys,
+                                  search)
   base = model(batch).numpy()
   other = dict(batch, realtime_category=batch["realtime_category"] + 1, user_id=batch["user_id"] + 1)
   np.testing.assert_allclose(model(other).numpy(), base, atol=1e-6)

@@ -12,6 +12,8 @@ category. On the synthetic logs, on the validation split carved from train (neve
                                        masked mean event, element-wise, and their dot product
   keys      event      every event's concatenated side-info embeddings (as in HeMix)
             category   the events' category embeddings only
+  search    the attention reads only the events of the candidate's category (SIM's hard search,
+            HeMixConfig.global_search): the gates no longer have to find them
 
   python -m hemix_tf.experiments.isolated_attention --data_dir=runs/exp100k/synthetic/data \\
       --sequence=global --readout=sigmoid --keys=event --steps=600
@@ -35,6 +37,7 @@ from hemix_tf.experiments.harness import validation_split
 from hemix_tf.metrics import auc
 from hemix_tf.model.config import HeMixConfig, preset
 from hemix_tf.model.embedding import FeatureEmbedding
+from hemix_tf.model.search import search_mask
 from hemix_tf.model.tokenization import MixedHeteroAttention
 from hemix_tf.model.training import hashing_preprocessor
 
@@ -54,11 +57,14 @@ class IsolatedTargetAttention(keras.Model):
   """Encoded features -> click probability [B] from one sequence and the candidate's category only."""
 
   def __init__(self, fc: FeatureConfig, config: HeMixConfig, table_sizes: dict, sequence: str,
-               readout: str, keys: str, width: int = 16, hidden: int = 64):
+               readout: str, keys: str, search: bool = False, width: int = 16, hidden: int = 64):
     super().__init__()
     if readout not in READOUTS or keys not in KEYS:
       raise ValueError(f"readout must be one of {READOUTS} and keys one of {KEYS}")
+    if search and readout == "dot":
+      raise ValueError("the search restricts an attention: it needs a sigmoid, softmax or sink read-out")
     self.fc, self.sequence, self.readout, self.keys, self.width = fc, sequence, readout, keys, width
+    self.search = search
     self.embedding = FeatureEmbedding(fc, config, table_sizes, name="embedding")
     if readout != "dot":
       self.attention = MixedHeteroAttention(1, width, 2 * width, 2, readout, qk_norm=True, event_norm=True)
@@ -78,12 +84,14 @@ class IsolatedTargetAttention(keras.Model):
       crossed = query * mean[:, :query.shape[-1]]  # category keys: the same width as the query
       x = tf.concat([crossed, tf.reduce_sum(crossed, axis=-1, keepdims=True)], axis=-1)
     else:
-      x = self.attention([query[:, None, :self.width], events, mask])[:, 0]
+      ids, _ = padded(features, sequence_feature(self.sequence, CATEGORY), sequence_length(self.fc, self.sequence))
+      search = search_mask(ids, features[CATEGORY]) if self.search else None
+      x = self.attention([query[:, None, :self.width], events, mask], search=search)[:, 0]
     return tf.sigmoid(self.logit(self.hidden(x)))[:, 0]
 
 
-def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, every: int = 100, seed: int = 0,
-        validation_examples: int = 10_240) -> dict:
+def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, search: bool = False, every: int = 100,
+        seed: int = 0, validation_examples: int = 10_240) -> dict:
   data = Path(data_dir)
   manifest = read_manifest(data / "raw")
   job = json.loads((data / "examples" / "job_summary.json").read_text())
@@ -98,14 +106,14 @@ def run(data_dir: str, sequence: str, readout: str, keys: str, steps: int, every
                                  timestamps=split.eval_timestamps).take(-(-validation_examples // 1024)))
   labels = np.concatenate([b["click"].numpy() for b in validation])
   heuristic = auc(labels, np.concatenate([category_share(b, fc, sequence).numpy() for b in validation]))
-  model = IsolatedTargetAttention(fc, config, preprocessor.table_sizes, sequence, readout, keys)
+  model = IsolatedTargetAttention(fc, config, preprocessor.table_sizes, sequence, readout, keys, search)
   model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy())
   curve = []
   for step in range(every, steps + 1, every):
     model.fit(train.map(lambda f: (f, f["click"])), steps_per_epoch=every, epochs=1, verbose=0)
     curve.append({"step": step, "validation_auc": auc(labels, np.concatenate([model(b).numpy() for b in validation]))})
     print(json.dumps(curve[-1]), flush=True)
-  return {"sequence": sequence, "readout": readout, "keys": keys, "heuristic_share_auc": heuristic, "curve": curve}
+  return {"sequence": sequence, "readout": readout, "keys": keys, "search": search, "heuristic_share_auc": heuristic, "curve": curve}
 
 
 FLAGS = flags.FlagValues()
@@ -113,13 +121,16 @@ flags.DEFINE_string("data_dir", None, "The harness's <output_dir>/synthetic/data
 flags.DEFINE_enum("sequence", "global", ["global", "realtime"], "The sequence attended over.", flag_values=FLAGS)
 flags.DEFINE_enum("readout", "sigmoid", list(READOUTS), "Attention normalisation, or DLRM's dot.", flag_values=FLAGS)
 flags.DEFINE_enum("keys", "event", list(KEYS), "What each event is made of.", flag_values=FLAGS)
+flags.DEFINE_bool("search", False, "Attend only to the events of the candidate's category (SIM hard search).",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("steps", 600, "Training steps of 256.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Seed.", flag_values=FLAGS)
 
 
 def main(argv):
   del argv
-  print(json.dumps(run(FLAGS.data_dir, FLAGS.sequence, FLAGS.readout, FLAGS.keys, FLAGS.steps, seed=FLAGS.seed)))
+  print(json.dumps(run(FLAGS.data_dir, FLAGS.sequence, FLAGS.readout, FLAGS.keys, FLAGS.steps, FLAGS.search,
+                       seed=FLAGS.seed)))
 
 
 if __name__ == "__main__":

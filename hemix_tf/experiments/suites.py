@@ -15,6 +15,8 @@ PAPER = preset("paper")  # cpu-small's sizes with the paper's literal design
 ATTENTION_FIXES = "sigmoid + QK-norm + event norm + embedding std 0.25"
 FIXES = dataclasses.replace(PAPER, attention_normalization="sigmoid", qk_norm=True, event_norm=True,
                             embedding_init_stddev=0.25)
+# Session 2's default: the fixes with a flattened read-out and pre-LN blocks (HEMIX without the search).
+FLAT_PRE_LN = dataclasses.replace(FIXES, pooling="flatten", pre_norm=True)
 SCALES = (16, 32, 64, 128)  # token widths of the scaling suite
 _SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
 
@@ -82,21 +84,25 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "fixes + flatten w/o global sequence": dataclasses.replace(FIXES, pooling="flatten",
                                                                   use_global_sequence=False),
         "fixes + flatten w/o fixed queries": dataclasses.replace(FIXES, pooling="flatten", use_fixed_queries=False),
-        "fixes + flatten + pre-LN (default)": HEMIX,
-        "fixes + flatten + pre-LN w/o global sequence": dataclasses.replace(HEMIX, use_global_sequence=False),
+        "fixes + flatten + pre-LN": FLAT_PRE_LN,
+        "fixes + flatten + pre-LN w/o global sequence": dataclasses.replace(FLAT_PRE_LN, use_global_sequence=False),
         # Softmax with a learned null key instead of the sigmoid gates: the count as a log, not a scale.
-        "fixes + flatten + pre-LN + sink attention": dataclasses.replace(HEMIX, attention_normalization="sink"),
+        "fixes + flatten + pre-LN + sink attention": dataclasses.replace(FLAT_PRE_LN, attention_normalization="sink"),
         "fixes + flatten + pre-LN + sink attention w/o global sequence": dataclasses.replace(
-            HEMIX, attention_normalization="sink", use_global_sequence=False),
+            FLAT_PRE_LN, attention_normalization="sink", use_global_sequence=False),
         # F_NS's hidden width: every non-sequential cross passes its 128 units at cpu-small (DLRM's top MLP: 768).
-        **{f"default with F_NS hidden {'-'.join(map(str, h))}": dataclasses.replace(HEMIX, ns_hidden=h)
-           for h in ((512,), (1024,), (512, 512))},
+        **{f"fixes + flatten + pre-LN with F_NS hidden {'-'.join(map(str, h))}": dataclasses.replace(
+            FLAT_PRE_LN, ns_hidden=h) for h in ((512,), (1024,), (512, 512))},
         # SIM's hard search on the global sequence: the candidate-dependent queries read only the events of
-        # the candidate's category (the fixed queries still read the whole history).
-        "default + SIM hard search (category)": dataclasses.replace(HEMIX, global_search=True),
-        "paper + SIM hard search (category)": dataclasses.replace(PAPER, global_search=True),
+        # the candidate's category (the fixed queries still read the whole history). The default since session 4.
+        "fixes + flatten + pre-LN + SIM hard search (default)": HEMIX,
+        "paper + SIM hard search": dataclasses.replace(PAPER, global_search=True),
+        # With the search the sink's null weighs against the matching events only: their count as a log.
+        "fixes + flatten + pre-LN + SIM hard search + sink attention": dataclasses.replace(
+            HEMIX, attention_normalization="sink"),
+        "fixes + flatten + pre-LN + SIM hard search with F_NS hidden 512": dataclasses.replace(HEMIX, ns_hidden=(512,)),
         # The same search given to the strongest baseline (its global DIN pooling), for a fair comparison.
-        "DLRM + SIM hard search (category)": dataclasses.replace(DLRM, global_search=True),
+        "DLRM + SIM hard search": dataclasses.replace(DLRM, global_search=True),
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM, embedding_init_stddev=0.25),
     },
@@ -110,4 +116,4 @@ REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Re
              "hyformer": "LONGER+RankMixer", "scaling": f"RankMixer d={SCALES[0]}", "ablation": "paper"}
 PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
             "hyformer": "HyFormer (LONGER enc.)", "scaling": f"HeMix d_T={SCALES[-1]}",
-            "ablation": "fixes + flatten + pre-LN (default)"}
+            "ablation": "fixes + flatten + pre-LN + SIM hard search (default)"}

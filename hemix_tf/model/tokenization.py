@@ -159,9 +159,9 @@ class MixedHeteroAttention(keras.layers.Layer):
     o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
     return self.w_o(o)  # Eq. 8
 
-  def call(self, inputs):
+  def call(self, inputs, search: tf.Tensor | None = None):
     queries, sequence, mask = inputs
-    return self.attend(queries, slice(None), *self.keys_values(sequence), mask)
+    return self.attend(queries, slice(None), *self.keys_values(sequence), mask, search)
 
 
 class QueryMixedInterestExtraction(keras.layers.Layer):
