@@ -205,7 +205,10 @@ def _empty_events(config: FeatureConfig) -> pa.Table:
 
 
 def output_patterns(output_dir: str) -> dict[str, str]:
-  """File patterns of the splits, as ImportExampleGen / make_dataset take them."""
+  """File patterns of the splits, as ImportExampleGen / make_dataset take them; a local directory is
+  made absolute, so that the job summary's patterns hold from any working directory."""
+  if "://" not in output_dir:
+    output_dir = os.path.abspath(output_dir)
   return {split: os.path.join(output_dir, split, "part-*.tfrecord.gz") for split in (TRAIN, EVAL)}
 
 

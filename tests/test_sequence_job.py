@@ -10,9 +10,11 @@ import tensorflow as tf
 from hemix_tf.data.cli import build
 from hemix_tf.data.contract import LogKind, contract_schema
 from hemix_tf.data.dataset import read_manifest
-from hemix_tf.data.examples import SEQUENCES, make_dataset, parse_spec, sequence_feature, sequence_fields
+from hemix_tf.data.examples import SEQUENCES, make_dataset, parse_spec, read_timestamps, sequence_feature, sequence_fields
 from hemix_tf.data.feature_config import load_feature_config, parse_feature_config
 from hemix_tf.data.io import LogWriter, read_log
+
+from pipelines.sequence_job import output_patterns
 
 from job_runs import IN_MEMORY, run_job
 from reference_sequences import reference_sequences
@@ -239,6 +241,17 @@ def test_rerun_refuses_a_non_empty_output_and_overwrite_replaces_it_whole(tmp_pa
   count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
   assert count == len(written) == 300 == first["counters"]["impressions"]
   assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no staging or beam-temp left
+
+
+def test_the_summary_names_the_examples_from_any_working_directory(tmp_path, monkeypatch):
+  """A relative --output_dir used to be recorded as given, so a tool run from another directory read
+  no files (and the validation split failed with an IndexError on empty timestamps)."""
+  monkeypatch.chdir(tmp_path)
+  patterns = output_patterns("runs/out")
+  assert patterns["train"] == str(tmp_path / "runs" / "out" / "train" / "part-*.tfrecord.gz")
+  assert output_patterns("gs://bucket/out")["eval"] == "gs://bucket/out/eval/part-*.tfrecord.gz"
+  with pytest.raises(FileNotFoundError, match="no example files match .*runs/out/train/part-"):
+    read_timestamps(patterns["train"])
 
 
 def test_make_dataset_reads_the_examples(tmp_path):

@@ -144,7 +144,10 @@ def _within(t: tf.Tensor, start: int | None, end: int | None) -> tf.Tensor:
 
 
 def read_timestamps(file_pattern: str) -> np.ndarray:
-  """The `timestamp` of every example in gzip TFRecords (file order)."""
-  ds = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type="GZIP").batch(8192)
+  """The `timestamp` of every example in gzip TFRecords (file order); no matching file is an error."""
+  files = tf.io.gfile.glob(file_pattern)
+  if not files:
+    raise FileNotFoundError(f"no example files match {file_pattern}")
+  ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   ds = ds.map(lambda x: tf.io.parse_example(x, _TIMESTAMP_SPEC)[TIMESTAMP], num_parallel_calls=tf.data.AUTOTUNE)
   return np.concatenate([b.numpy() for b in ds] or [np.zeros([0], np.int64)])
