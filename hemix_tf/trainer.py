@@ -48,6 +48,7 @@ class TrainerConfig:
   # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
   transform_output: str | None = None
   jit_compile: bool = False  # the training step compiled by XLA (inputs are padded either way)
+  warm_start_from: str | None = None  # a SavedModel this package exported: training starts from its weights
 
 
 class ProgressLogger(keras.callbacks.Callback):
@@ -93,6 +94,20 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
   return metrics
 
 
+def warm_start(model, saved_model_dir: str, features: dict) -> None:
+  """Initialises `model` with the weights of a SavedModel that `export_saved_model` wrote for the same
+  model config and table sizes (a pushed model); anything else is an error naming the directory."""
+  if not model.built:
+    with model.distribute_strategy.scope():
+      model(features)
+  try:
+    model.load_weights(f"{saved_model_dir}/variables/variables").assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.NotFoundError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f"cannot warm-start from {saved_model_dir}: not a SavedModel of this model config and "
+                     f"these vocabularies ({first_line})") from e
+
+
 def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> keras.callbacks.History:
   """`train_steps` steps in epochs of `checkpoint_steps` (a divisor of train_steps), with
   BackupAndRestore when `backup_dir` is set: a killed run restarted with the same backup_dir resumes
@@ -126,6 +141,8 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
                        ).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
     model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.jit_compile)
+  if cfg.warm_start_from:
+    warm_start(model, cfg.warm_start_from, next(iter(train.take(1)))[0])
   print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
         f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),

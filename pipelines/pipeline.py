@@ -92,7 +92,8 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
   transform.add_upstream_node(gate)
   hparams = {"feature_config": cfg.feature_config, "model_preset": cfg.model_preset,
              "model_overrides": dict(cfg.model_overrides),
-             "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
+             "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+             "warm_start_from": cfg.warm_start_from}
   run_key = hashlib.sha256(json.dumps({**hparams, "steps": cfg.train_steps, **versions,
                                        "vocabulary_min_count": cfg.vocabulary_min_count},
                                       sort_keys=True).encode()).hexdigest()[:16]

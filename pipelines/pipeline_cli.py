@@ -31,6 +31,8 @@ flags.DEFINE_list("model", [], "HeMix hyper-parameters over the preset, name=val
                   "--model=d_t=64,num_blocks=3 (model_overrides in --config; flags win).", flag_values=FLAGS)
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: PipelineConfig's).", flag_values=FLAGS)
 flags.DEFINE_integer("train_steps", 400, "Training steps.", flag_values=FLAGS)
+flags.DEFINE_string("warm_start_from", None, "A SavedModel of the same model and vocabularies (e.g. the last "
+                    "pushed one, <run_dir>/serving/<version>): training starts from its weights.", flag_values=FLAGS)
 flags.DEFINE_float("min_auc", 0.55, "Blessing: minimum eval AUC of the click task.", flag_values=FLAGS)
 flags.DEFINE_string("schema_path", None, "Curated schema.pbtxt (ImportSchemaGen) instead of SchemaGen.",
                     flag_values=FLAGS)

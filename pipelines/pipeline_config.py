@@ -23,4 +23,5 @@ class PipelineConfig:
   vocabulary_min_count: int = 2  # Transform: ids seen fewer times in train share the out-of-vocabulary row
   min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
+  warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training
   beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)

@@ -16,6 +16,7 @@ from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
 from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.trainer import warm_start
 
 from model_inputs import encoded, hemix, random_features, replace, serialize
 
@@ -383,6 +384,13 @@ def test_saved_model_round_trip(tmp_path, raw_batch, batch):
   for task in SMALL.tasks:
     np.testing.assert_array_equal(after[task].numpy(), before[task].numpy())  # the same graph
     np.testing.assert_allclose(after[task].numpy(), eager[task].numpy(), atol=1e-6)  # vs eager ops
+  # A new run warm-starts from the exported model: same weights, same outputs; another model is refused.
+  fresh = hemix(FC, SMALL)
+  warm_start(fresh, str(tmp_path / "m"), batch)
+  for task, p in fresh(batch).items():
+    np.testing.assert_array_equal(p.numpy(), eager[task].numpy())
+  with pytest.raises(ValueError, match="cannot warm-start from .*/m: not a SavedModel of this model config"):
+    warm_start(hemix(FC, dataclasses.replace(SMALL, ns_hidden=(64,))), str(tmp_path / "m"), batch)
 
 
 def test_memorises_a_few_hundred_examples():

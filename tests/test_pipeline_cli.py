@@ -106,8 +106,9 @@ def test_yaml_config_and_flag_overrides(tmp_path, parse):
   config = tmp_path / "run.yaml"
   config.write_text("examples_dir: /data/examples\ntrain_steps: 1234\nmin_auc: 0.7\nlearning_rate: 0.01\n"
                     "feature_config: movielens\n")
-  cfg = parse(f"--config={config}", "--train_steps=99", "--run_dir=/r")
+  cfg = parse(f"--config={config}", "--train_steps=99", "--run_dir=/r", "--warm_start_from=/r/serving/1")
   assert (cfg.examples_dir, cfg.train_steps, cfg.min_auc, cfg.learning_rate) == ("/data/examples", 99, 0.7, 0.01)
+  assert cfg.warm_start_from == "/r/serving/1"
   assert cfg.pipeline_root == "/r/root" and cfg.metadata_path == "/r/metadata.sqlite"
   assert cfg.feature_config == "movielens"
 
