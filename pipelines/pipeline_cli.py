@@ -42,7 +42,7 @@ flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of the Kubeflow com
 
 
 FLAG_FIELDS = ("examples_dir", "feature_config", "model_preset", "train_steps", "min_auc", "schema_path",
-               "learning_rate")
+               "learning_rate", "warm_start_from")
 
 
 def config_from_flags() -> PipelineConfig:
