@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
@@ -26,7 +27,7 @@ from hemix_tf.data.examples import USER_ACTIVITY
 from hemix_tf.data.feature_config import read_text
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
-from pipelines.components import AnomaliesGate
+from pipelines.components import AnomaliesGate, read_anomalies
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
 from pipelines.progress import component_progress
 
@@ -135,7 +136,8 @@ def run_local(cfg: PipelineConfig, verbose: bool = False) -> dict:
   log_dir = os.path.join(cfg.pipeline_root, "logs")
   os.makedirs(log_dir, exist_ok=True)
   log_file = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
-  with component_progress(len(pipeline.components), log_file, verbose):
+  record = RunRecord(cfg.metadata_path)
+  with component_progress(len(pipeline.components), log_file, verbose, record.key_figure):
     tfx.orchestration.LocalDagRunner().run(pipeline)
   return {**run_summary(cfg), "log_file": log_file}
 
@@ -154,20 +156,24 @@ def _slice_value(key) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def run_summary(cfg: PipelineConfig) -> dict:
-  """The latest evaluation's overall and per-slice metrics, its blessing, and the pushed model
-  (from ML Metadata)."""
-  from ml_metadata.metadata_store import metadata_store
-  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
-  store = metadata_store.MetadataStore(connection)
+class RunRecord:
+  """What a local run recorded in ML Metadata: the latest artifact of each type (a linear pipeline run
+  once per invocation, so the latest is this run's, or the cached one it reused)."""
 
-  def latest(type_name: str):
-    artifacts = store.get_artifacts_by_type(type_name)
+  def __init__(self, metadata_path: str):
+    from ml_metadata.metadata_store import metadata_store
+    self.store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_path))
+
+  def latest(self, type_name: str):
+    artifacts = self.store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda a: a.id) if artifacts else None
 
-  evaluation, blessing, pushed = latest("ModelEvaluation"), latest("ModelBlessing"), latest("PushedModel")
-  metrics, slices = {}, {}
-  if evaluation is not None:
+  def evaluation(self) -> tuple[dict, dict]:
+    """The latest evaluation's overall metrics {output/metric: value} and per-slice ones."""
+    evaluation, metrics, slices = self.latest("ModelEvaluation"), {}, {}
+    if evaluation is None:
+      return metrics, slices
     for slice_metrics in tfma.load_metrics(evaluation.uri):
       keys = slice_metrics.slice_key.single_slice_keys
       target = metrics if not keys else slices.setdefault(
@@ -176,8 +182,52 @@ def run_summary(cfg: PipelineConfig) -> dict:
         if key.key.model_name not in ("", "candidate") or key.key.is_diff:
           continue  # the baseline's metrics and the differences (when a blessed baseline exists)
         target[f"{key.key.output_name}/{key.key.name}".lstrip("/")] = key.value.double_value.value
-  blessed = bool(blessing and blessing.custom_properties["blessed"].int_value)
-  pushed_uri = None
-  if pushed is not None and pushed.custom_properties["pushed"].int_value:
-    pushed_uri = pushed.custom_properties["pushed_destination"].string_value
-  return {"metrics": metrics, "slices": slices, "blessed": blessed, "pushed_model": pushed_uri}
+    return metrics, slices
+
+  def blessed(self) -> bool:
+    blessing = self.latest("ModelBlessing")
+    return bool(blessing and blessing.custom_properties["blessed"].int_value)
+
+  def pushed_model(self) -> str | None:
+    pushed = self.latest("PushedModel")
+    if pushed is not None and pushed.custom_properties["pushed"].int_value:
+      return pushed.custom_properties["pushed_destination"].string_value
+    return None
+
+  def examples_per_split(self) -> dict:
+    statistics = self.latest("ExampleStatistics")
+    counts = {}
+    for split in json.loads(statistics.properties["split_names"].string_value) if statistics else []:
+      stats = statistics_pb2.DatasetFeatureStatisticsList()
+      stats.ParseFromString(tfx.dsl.io.fileio.open(
+          os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"), "rb").read())
+      counts[split] = sum(d.num_examples for d in stats.datasets)
+    return counts
+
+  def key_figure(self, component: str) -> str:
+    """The figure that says whether a finished component did its job ("" when it has none)."""
+    if component == "StatisticsGen":
+      return ", ".join(f"{split} {n:,} examples" for split, n in self.examples_per_split().items())
+    if component == "ExampleValidator":
+      anomalies = self.latest("ExampleAnomalies")
+      found = read_anomalies(anomalies.uri) if anomalies else {}
+      return f"{sum(map(len, found.values()))} anomalies"
+    if component == "Trainer":
+      run = self.latest("ModelRun")
+      path = os.path.join(run.uri, "metrics.json") if run else ""
+      if path and tfx.dsl.io.fileio.exists(path):
+        return f"click AUC {json.loads(tfx.dsl.io.fileio.open(path).read())['metrics']['click']['auc']:.4f} (eval)"
+    if component == "Evaluator":
+      auc = self.evaluation()[0].get("click/auc")
+      return (f"click AUC {auc:.4f}, " if auc is not None else "") + ("blessed" if self.blessed() else "not blessed")
+    if component == "Pusher":
+      return f"pushed to {self.pushed_model()}" if self.pushed_model() else "not pushed"
+    return ""
+
+
+def run_summary(cfg: PipelineConfig) -> dict:
+  """The latest evaluation's overall and per-slice metrics, its blessing, and the pushed model
+  (from ML Metadata)."""
+  record = RunRecord(cfg.metadata_path)
+  metrics, slices = record.evaluation()
+  return {"metrics": metrics, "slices": slices, "blessed": record.blessed(), "pushed_model": record.pushed_model()}

@@ -4,8 +4,10 @@ LocalDagRunner reports its work only in absl INFO records ("Component X is runni
 execution N is used.", "Going to run a new execution N", "Component X is finished."), mixed with
 thousands of lines from Beam, TFMA and TensorFlow. `component_progress` reads those records and prints
 
-  [3/9] SchemaGen: ran in 2 s
-  [4/9] ExampleValidator: cached in 0 s
+  [3/10] StatisticsGen: ran in 12 s, train 90,000 examples, eval 10,000 examples
+  [4/10] SchemaGen: cached in 0 s
+
+with the component's key figure (rows, anomalies, AUC, blessing, pushed path) when `figure` gives one,
 
 while every log record and everything written to the process's stdout / stderr goes to `log_file`
 (unless `verbose`: then the terminal shows it all as well).
@@ -18,7 +20,7 @@ import os
 import re
 import sys
 import time
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
@@ -28,9 +30,9 @@ _SKIPPED = re.compile(r"Skipping component (\S+)\.")
 class ComponentProgress(logging.Handler):
   """absl records of LocalDagRunner -> `[i/n] <component>: cached|ran|skipped in <s> s` on `out`."""
 
-  def __init__(self, total: int, out: TextIO | None = None):
+  def __init__(self, total: int, out: TextIO | None = None, figure: Callable[[str], str] | None = None):
     super().__init__(logging.INFO)
-    self.total, self.out = total, out
+    self.total, self.out, self.figure = total, out, figure
     self.done, self.lines = 0, []
     self._started, self._outcome = {}, "ran"
 
@@ -38,6 +40,9 @@ class ComponentProgress(logging.Handler):
     self.done += 1
     seconds = time.monotonic() - self._started.pop(component, time.monotonic())
     line = f"[{self.done}/{self.total}] {component}: {outcome} in {seconds:.0f} s"
+    figure = self.figure(component) if self.figure and outcome != "skipped" else ""
+    if figure:
+      line += f", {figure}"
     self.lines.append(line)
     print(line, file=self.out or sys.stdout, flush=True)
 
@@ -54,7 +59,8 @@ class ComponentProgress(logging.Handler):
 
 
 @contextlib.contextmanager
-def component_progress(total: int, log_file: str, verbose: bool = False) -> Iterator[ComponentProgress]:
+def component_progress(total: int, log_file: str, verbose: bool = False,
+                       figure: Callable[[str], str] | None = None) -> Iterator[ComponentProgress]:
   """Within the block: the progress lines on stdout and every log record, absl INFO included, in
   `log_file`. Unless `verbose`, the process's stdout and stderr file descriptors point at `log_file`
   too, so what writes to them directly (the pip installs of Beam stages, TensorFlow's C++ logs,
@@ -71,7 +77,7 @@ def component_progress(total: int, log_file: str, verbose: bool = False) -> Iter
       for handler in root.handlers:  # they would write each record to the file a second time
         stack.callback(handler.setLevel, handler.level)
         handler.setLevel(max(handler.level, logging.ERROR))
-    progress = ComponentProgress(total, terminal)
+    progress = ComponentProgress(total, terminal, figure)
     absl_logging.set_verbosity(absl_logging.INFO)
     root.setLevel(logging.INFO)
     for handler in (progress, to_file):

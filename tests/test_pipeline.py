@@ -56,8 +56,12 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   lines = _progress_lines(capsys)  # one line per component, the library logs in the file
   total = len(lines)
   assert total >= 9 and lines[-1].startswith(f"[{total}/{total}] ") and all(": ran in " in x for x in lines)
-  assert "Component Trainer is finished." in Path(first["log_file"]).read_text()
   eval_examples = json.loads((examples_dir / "job_summary.json").read_text())["counters"]["eval_examples"]
+  figures = {line.split("] ")[1].split(":")[0]: line.split(" s, ", 1)[-1] for line in lines if " s, " in line}
+  assert f"eval {eval_examples:,} examples" in figures["StatisticsGen"]
+  assert figures["ExampleValidator"] == "0 anomalies" and figures["Pusher"].startswith("pushed to ")
+  assert figures["Trainer"].startswith("click AUC ") and figures["Evaluator"].endswith(", blessed")
+  assert "Component Trainer is finished." in Path(first["log_file"]).read_text()
   assert first["metrics"]["click/example_count"] == eval_examples
   assert 0.0 < first["metrics"]["click/auc"] < 1.0
   by_activity = {k: v for k, v in first["slices"].items() if k.startswith("user_activity_bucket=")}

@@ -31,3 +31,13 @@ def test_one_line_per_component_cached_or_ran(tmp_path, capsys):
   assert "Successfully installed" in log and "failed call to cuInit" in log
   # Outside the block the logging configuration is as it was.
   assert not any(isinstance(h, ComponentProgress) for h in logging.getLogger().handlers)
+
+
+def test_a_finished_component_shows_its_key_figure(tmp_path, capsys):
+  figures = {"StatisticsGen": "train 90 examples, eval 10 examples", "Evaluator": "click AUC 0.8000, blessed"}
+  with component_progress(3, str(tmp_path / "run.log"), figure=lambda c: figures.get(c, "")):
+    for component in ("StatisticsGen", "SchemaGen", "Evaluator"):
+      absl_logging.info("Component %s is running.", component)
+      absl_logging.info("Component %s is finished.", component)
+  lines = [line.split(" s", 1)[-1] for line in capsys.readouterr().out.splitlines()]
+  assert lines == [", train 90 examples, eval 10 examples", "", ", click AUC 0.8000, blessed"]
