@@ -31,6 +31,7 @@ from hemix_tf.data.examples import parse_spec
 from hemix_tf.data.feature_config import ITEM_ID, REQUEST_ID, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.model.export import model_input_spec
 from pipelines.beam_jobs import run_pipeline, write_summary
+from pipelines.local_runner import LOCAL_OPTIONS
 from pipelines.outputs import staged_output
 
 NAMESPACE = "hemix_batch_scoring"
@@ -200,7 +201,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BatchScoringConfig) -> None:
       os.path.join(cfg.output_dir, REJECTED, "records"), file_name_suffix=".jsonl")
 
 
-DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]  # TF uses every core itself
+DEFAULT_OPTIONS = list(LOCAL_OPTIONS)  # in memory: TF uses every core itself
 
 
 def run(cfg: BatchScoringConfig, beam_args: list[str] | None = None) -> dict:

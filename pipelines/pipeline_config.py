@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipelines.local_runner import LOCAL_OPTIONS
+
 DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
 
 
@@ -24,4 +26,4 @@ class PipelineConfig:
   min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training
-  beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
+  beam_pipeline_args: tuple[str, ...] = LOCAL_OPTIONS

@@ -35,6 +35,7 @@ from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load
 from hemix_tf.data.io import SUFFIXES, csv_header, parquet_file, raw_batches
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 from pipelines.beam_jobs import run_pipeline, write_summary
+from pipelines.local_runner import LOCAL_OPTIONS
 from pipelines.outputs import staged_output
 
 NAMESPACE = "hemix_sequence_job"
@@ -243,7 +244,7 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
 # synthetic impressions lost up to 28% of the impressions and of the events at the GroupByKey, silently;
 # in memory is as fast on 2 cores (2.5 min for 1M impressions, 4.9 GB peak). `run` checks the counts
 # whatever the runner. Larger logs belong on a distributed runner (--runner=DataflowRunner / FlinkRunner).
-DEFAULT_OPTIONS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+DEFAULT_OPTIONS = list(LOCAL_OPTIONS)
 
 
 def unbalanced(counters: dict) -> list[str]:

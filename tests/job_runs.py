@@ -1,8 +1,9 @@
 """Running the Beam sequence job in tests: in memory, on a dataset directory (raw logs + manifest)."""
 from hemix_tf.data.dataset import read_manifest
+from pipelines.local_runner import LOCAL_OPTIONS
 from pipelines.sequence_job import SequenceJobConfig, run
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+IN_MEMORY = list(LOCAL_OPTIONS)
 
 
 def run_job(dataset_dir, out_dir, config_name, num_buckets=4, overwrite=False) -> dict:

@@ -16,6 +16,7 @@ from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.schemas import schema_path
 from hemix_tf.version import code_version
+from pipelines.local_runner import LOCAL_OPTIONS
 from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, create_pipeline, run_local
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
@@ -27,7 +28,7 @@ def examples_dir(tmp_path_factory):
   manifest = read_manifest(root / "raw")
   run_sequence_job(SequenceJobConfig(str(root / "raw" / "impressions"), str(root / "raw" / "events"),
                                      str(root / "examples"), manifest["eval_start_timestamp"]),
-                   ["--runner=DirectRunner", "--direct_running_mode=in_memory"])
+                   list(LOCAL_OPTIONS))
   return root / "examples"
 
 
