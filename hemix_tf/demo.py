@@ -43,7 +43,7 @@ def main(argv):
     print(f"[2/3] examples already at {examples} (delete the directory to rebuild)")
     summary = json.loads((examples / "job_summary.json").read_text())
   else:
-    print(f"[2/3] Beam sequence job (DirectRunner, in memory): point-in-time sequences -> {examples}")
+    print(f"[2/3] Beam sequence job (FnApiRunner, in memory): point-in-time sequences -> {examples}")
     summary = run_sequence_job(SequenceJobConfig(
         impressions=str(raw / "impressions"), events=str(raw / "events"), output_dir=str(examples),
         eval_start_timestamp=manifest["eval_start_timestamp"], feature_config=manifest["feature_config"],
