@@ -1,5 +1,5 @@
 """`hemix-batch-score`: score tf.Examples or raw logs with a SavedModel into Parquet (Beam).
-Unknown flags go to Beam as pipeline options (default: DirectRunner, in memory).
+Unknown flags go to Beam as pipeline options (default: the FnApiRunner, in memory).
 
   hemix-batch-score --saved_model=runs/demo/serving/<version> --examples='runs/demo/examples/eval/*' \\
       --output_dir=runs/scores
