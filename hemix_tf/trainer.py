@@ -24,7 +24,7 @@ from hemix_tf.metrics import auc, group_auc, logloss
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
-from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +121,7 @@ def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> kera
         model(features)
     callbacks.append(keras.callbacks.BackupAndRestore(cfg.backup_dir))
   return model.fit(train, steps_per_epoch=steps, epochs=cfg.train_steps // steps, verbose=0,
-                   callbacks=callbacks)
+                   callbacks=[FailOnNonFiniteLoss(), *callbacks])
 
 
 def train_and_evaluate(cfg: TrainerConfig) -> dict:

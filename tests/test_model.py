@@ -15,7 +15,7 @@ from hemix_tf.model.export import export_saved_model, serving_function
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
-from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import warm_start
 
 from model_inputs import encoded, hemix, random_features, replace, serialize
@@ -391,6 +391,17 @@ def test_saved_model_round_trip(tmp_path, raw_batch, batch):
     np.testing.assert_array_equal(p.numpy(), eager[task].numpy())
   with pytest.raises(ValueError, match="cannot warm-start from .*/m: not a SavedModel of this model config"):
     warm_start(hemix(FC, dataclasses.replace(SMALL, ns_hidden=(64,))), str(tmp_path / "m"), batch)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(batch):
+  """Before: Keras trained on `loss nan` for every step and the run died later inside sklearn."""
+  keras.utils.set_random_seed(0)
+  model = build_and_compile(FC, SMALL, TABLES, learning_rate=1e-3)
+  features, labels = with_labels(batch, SMALL.tasks)
+  labels = {task: tf.fill(tf.shape(y), float("nan")) for task, y in labels.items()}  # bad data
+  data = tf.data.Dataset.from_tensors((features, labels)).repeat()
+  with pytest.raises(FloatingPointError, match="the training loss is nan at step 1"):
+    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0, callbacks=[FailOnNonFiniteLoss()])
 
 
 def test_memorises_a_few_hundred_examples():

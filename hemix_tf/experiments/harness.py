@@ -38,7 +38,7 @@ from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
-from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import ProgressLogger, evaluate
 
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
@@ -140,7 +140,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open("w") as out:
     history = model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=steps, epochs=1,
-                        verbose=0, callbacks=[ProgressLogger(max(1, steps // 10), out)])
+                        verbose=0, callbacks=[FailOnNonFiniteLoss(), ProgressLogger(max(1, steps // 10), out)])
   seconds = time.perf_counter() - start
   scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
                         timestamps=split.eval_timestamps, pad_for=fc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -13,6 +14,18 @@ from hemix_tf.model.config import BaselineConfig, HeMixConfig, HyFormerConfig, I
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.hyformer import HyFormer
 from hemix_tf.model.mixformer import MixFormer
+
+
+class FailOnNonFiniteLoss(keras.callbacks.Callback):
+  """Stops training with an error naming the step at the first NaN / infinite loss (Keras'
+  TerminateOnNaN only stops, and the NaN model is then evaluated and exported)."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not np.isfinite(loss):
+      step = int(self.model.optimizer.iterations.numpy())
+      raise FloatingPointError(f"the training loss is {loss} at step {step}: a non-finite input or a "
+                               "diverging learning rate; nothing was exported")
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
