@@ -22,13 +22,12 @@ _FULL = load_feature_config("synthetic-lbs")
 FC = dataclasses.replace(_FULL, sequence=dataclasses.replace(_FULL.sequence, global_length=24, realtime_length=6))
 SMALL = preset("cpu-small")
 SHARED = {k: getattr(SMALL, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
-CONFIGS = {name: BaselineConfig(model=name, **SHARED) for name in BASELINES} | {"hemix": SMALL}
+CONFIGS = {name: BaselineConfig(model=name, **SHARED) for name in BASELINES} | {"hemix": SMALL}  # SMALL searches
 CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODERS}
 CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
 CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
 CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search=True, **SHARED)
-CONFIGS["hemix+search"] = dataclasses.replace(SMALL, global_search=True)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 

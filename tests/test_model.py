@@ -234,7 +234,8 @@ def test_global_search_attends_only_to_the_candidates_category(raw_batch):
                                                                       raw[name].flat_values))
                             for name in ("global_item_id", "global_cell")})
   g_dyn = SMALL.global_dynamic_queries
-  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search=True), True), (SMALL, False)):
+  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search=True), True),
+                                    (dataclasses.replace(SMALL, global_search=False), False)):
     model = hemix(FC, config)
     a = model.token_groups(encoded(FC, raw, config))["global"].numpy()
     b = model.token_groups(encoded(FC, changed, config))["global"].numpy()
@@ -245,7 +246,7 @@ def test_global_search_attends_only_to_the_candidates_category(raw_batch):
 def test_global_search_reads_the_whole_sequence_on_data_without_a_search_key(raw_batch, batch):
   no_key = dataclasses.replace(FC, sequence=dataclasses.replace(FC.sequence, search=None))
   searching = HeMix(no_key, dataclasses.replace(SMALL, global_search=True), TABLES)
-  plain = HeMix(no_key, SMALL, TABLES)
+  plain = HeMix(no_key, dataclasses.replace(SMALL, global_search=False), TABLES)
   plain(batch)
   searching(batch)
   searching.set_weights(plain.get_weights())

@@ -35,8 +35,10 @@ def signatures():
 
 
 @pytest.mark.parametrize("global_search", [False, True])
-def test_score_candidates_equals_per_example_scores(global_search):
-  signatures = _signatures(dataclasses.replace(SMALL, global_search=global_search))
+def test_score_candidates_equals_per_example_scores(global_search, signatures):
+  assert SMALL.global_search  # the default searches: the module's signatures cover True
+  if not global_search:
+    signatures = _signatures(dataclasses.replace(SMALL, global_search=False))
   users, per_user = 3, 7
   user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
   item_rows = rows(random_features(FC, users * per_user, seed=2))
