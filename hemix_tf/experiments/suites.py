@@ -105,8 +105,12 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "fixes + flatten + pre-LN + SIM hard search + sink attention": dataclasses.replace(
             HEMIX, attention_normalization="sink"),
         "fixes + flatten + pre-LN + SIM hard search with F_NS hidden 512": dataclasses.replace(HEMIX, ns_hidden=(512,)),
+        # The same filter on today's events: the dynamic queries read the candidate's category's share of the
+        # day (the intent), which the learned gates must otherwise find among ~10 events.
+        "fixes + flatten + pre-LN + SIM hard search + real-time search": dataclasses.replace(HEMIX, realtime_search=True),
         # The same search given to the strongest baseline (its global DIN pooling), for a fair comparison.
         "DLRM + SIM hard search": DLRM,
+        "DLRM + SIM hard search + real-time search": dataclasses.replace(DLRM, realtime_search=True),
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM_NO_SEARCH, embedding_init_stddev=0.25),
     },

@@ -33,7 +33,7 @@ from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.hemix import PredictionHead
 from hemix_tf.model.mixer import RankMixerBlock, TransformerBlock, sliced_glorot
 from hemix_tf.model.tokenization import NEG_INF, mlp
-from hemix_tf.model.search import SEARCHED, search_ids, search_key, search_mask
+from hemix_tf.model.search import search_masks, searched_sequences
 from hemix_tf.model.serializable import RankingModel
 
 def masked_mean(events: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -132,7 +132,7 @@ class Baseline(RankingModel):
   def __init__(self, feature_config: FeatureConfig, config: BaselineConfig, table_sizes: Mapping[str, int],
                **kwargs):
     super().__init__(feature_config, config, table_sizes, **kwargs)
-    self.search_key = search_key(feature_config, config.global_search)
+    self.searched = searched_sequences(feature_config, config)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     kinds = [f.kind for f in feature_config.features]
     self.dense_fields = [i for i, k in enumerate(kinds) if k == FeatureKind.DENSE]
@@ -191,8 +191,7 @@ class Baseline(RankingModel):
     c = self.config
     embedded = self.embedding.fields(features)
     sequences = {s: self.embedding.sequence(features, s) for s in SEQUENCES}
-    search = ({SEARCHED: search_mask(search_ids(self.feature_config, features, self.search_key),
-                                     features[self.search_key])} if self.search_key else {})
+    search = search_masks(self.feature_config, self.searched, features)
     fields = self.fields(embedded, sequences, search)
     flat = tf.reshape(fields, [-1, self.n_fields * c.d])
     if c.model == "dlrm":

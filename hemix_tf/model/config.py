@@ -56,6 +56,7 @@ class HeMixConfig(InputConfig):
   # SIM's hard search (Pi et al. 2020) on the global sequence: its dynamic queries attend only over the
   # events whose side info `sequence.search` of the feature config (e.g. the category) is the candidate's.
   global_search: bool = False
+  realtime_search: bool = False  # the same search on the real-time sequence (today's events)
   # HeteroMixer blocks (Eqs. 11-21).
   num_blocks: int = 2  # L
   mixer_heads: int = 16  # M; d_T must divide by it
@@ -124,6 +125,7 @@ class BaselineConfig(InputConfig):
   # SIM's hard search on the global sequence: its DIN pooling reads only the events of the candidate's
   # `sequence.search` side info, scaled by their share of the sequence (as HeMixConfig.global_search).
   global_search: bool = False
+  realtime_search: bool = False
 
   def __post_init__(self):
     if self.model not in BASELINES:

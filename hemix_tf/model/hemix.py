@@ -18,7 +18,7 @@ from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
-from hemix_tf.model.search import SEARCHED, search_ids, search_key, search_mask
+from hemix_tf.model.search import search_ids, search_mask, search_masks, searched_sequences
 from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
 from hemix_tf.model.serializable import RankingModel
 
@@ -71,7 +71,7 @@ class HeMix(RankingModel):
             config.attention_heads, use_mixed_queries=config.use_mixed_queries,
             normalization=config.attention_normalization, qk_norm=config.qk_norm,
             event_norm=config.event_norm, name=f"qmie_{seq}")
-    self.search_key = search_key(feature_config, config.global_search)
+    self.searched = tuple(s for s in searched_sequences(feature_config, config) if s in self.extractors)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
@@ -80,20 +80,13 @@ class HeMix(RankingModel):
     n_global = self.config.global_dynamic_queries
     return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
 
-  def _search(self, ids: tf.Tensor, candidate_ids: tf.Tensor) -> dict:
-    """{"global": the hard-search mask [..., L_G]} with `global_search`, else {}."""
-    if not self.search_key or SEARCHED not in self.extractors:
-      return {}
-    return {SEARCHED: search_mask(ids, candidate_ids)}
-
   def token_groups(self, features: dict) -> dict:
     """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
     parts of Eq. 10 (an ablated sequence is absent)."""
     e_uic, sequences = self.embedding(features)
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
-    search = (self._search(search_ids(self.feature_config, features, self.search_key),
-                           features[self.search_key]) if self.search_key else {})
+    search = search_masks(self.feature_config, self.searched, features)
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
     return {**groups, "ns": t_ns}
@@ -134,9 +127,8 @@ class HeMix(RankingModel):
     states = {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
                   *self.embedding.sequence(user_features, s)).items()}
               for s, extractor in self.extractors.items()}
-    if self.search_key and SEARCHED in states:
-      states[SEARCHED]["search_ids"] = tf.expand_dims(  # [U, 1, L_G]
-          search_ids(self.feature_config, user_features, self.search_key), 1)
+    for s in self.searched:
+      states[s]["search_ids"] = tf.expand_dims(search_ids(self.feature_config, user_features, s), 1)  # [U, 1, L]
     return states
 
   def score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
@@ -146,9 +138,9 @@ class HeMix(RankingModel):
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
-    if self.search_key and SEARCHED in user_states:
-      candidate_ids = tf.reshape(candidate_features[self.search_key], [-1, candidates_per_user])
-      search = self._search(user_states[SEARCHED]["search_ids"], candidate_ids)  # [U, M, L_G]
+    if self.searched:
+      candidate_ids = tf.reshape(candidate_features[self.feature_config.sequence.search], [-1, candidates_per_user])
+      search = {s: search_mask(user_states[s]["search_ids"], candidate_ids) for s in self.searched}  # [U, M, L]
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]
     t = tf.concat(seq_tokens + [t_ns], axis=-2)
