@@ -80,9 +80,11 @@ class Signatures:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_example"),
                                   tf.TensorSpec([None, None], tf.string, name="candidates")])
     def serve(user_example, candidates):
-      tf.debugging.assert_equal(
+      check = tf.debugging.assert_equal(
           tf.shape(candidates)[0], tf.shape(user_example)[0],
           message="score_candidates: candidates must be [U, M], one row of M candidates per user_example (U)")
+      with tf.control_dependencies([check]):  # else a gather on the wrong shapes may fail first
+        user_example, candidates = tf.identity(user_example), tf.identity(candidates)
       per_user = tf.shape(candidates)[1]
       user = pad_lists(self._encode(user_example), self.config)
       items = pad_lists(self._encode(tf.reshape(candidates, [-1])), self.config)
