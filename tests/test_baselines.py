@@ -27,7 +27,7 @@ CONFIGS |= {f"hyformer-{e}": HyFormerConfig(**SHARED, encoder=e) for e in ENCODE
 CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
 CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
-CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search=True, **SHARED)
+CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search=True, realtime_search=True, **SHARED)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 

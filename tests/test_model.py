@@ -214,33 +214,38 @@ def test_fixed_query_tokens_do_not_depend_on_the_candidate(raw_batch, batch):
   assert not np.allclose(a[:, dynamic], b[:, dynamic])
 
 
-def _with_candidate_category_in_history(raw: dict, seed: int = 3) -> dict:
-  """The raw batch with about a third of each row's global events set to the candidate's category."""
+def _with_candidate_category_in_history(raw: dict, sequence: str, seed: int = 3) -> dict:
+  """The raw batch with about a third of each row's `sequence` events set to the candidate's category."""
   rng = np.random.default_rng(seed)
-  cats = raw["global_category"]
+  cats = raw[f"{sequence}_category"]
   per_event_candidate = tf.gather(raw["category"], cats.value_rowids())
   hit = rng.random(int(tf.size(cats.flat_values))) < 0.3
-  return replace(raw, global_category=cats.with_flat_values(tf.where(hit, per_event_candidate, cats.flat_values)))
+  return replace(raw, **{f"{sequence}_category": cats.with_flat_values(
+      tf.where(hit, per_event_candidate, cats.flat_values))})
 
 
-def test_global_search_attends_only_to_the_candidates_category(raw_batch):
-  """SIM hard search: the global dynamic-query tokens depend on the events of the candidate's category
-  only (and on how many real events there are); the fixed-query tokens still read every event."""
-  raw = _with_candidate_category_in_history(raw_batch)
-  cats = raw["global_category"]
+@pytest.mark.parametrize("sequence", ["global", "realtime"])
+def test_search_attends_only_to_the_candidates_category(raw_batch, sequence):
+  """SIM hard search: a searched sequence's dynamic-query tokens depend on the events of the candidate's
+  category only (and on how many real events there are); the fixed-query tokens still read every event,
+  and the other sequence is not searched."""
+  raw = _with_candidate_category_in_history(raw_batch, sequence)
+  cats = raw[f"{sequence}_category"]
   other = cats.flat_values != tf.gather(raw["category"], cats.value_rowids())
   assert 0 < int(tf.reduce_sum(tf.cast(other, tf.int32))) < int(tf.size(other))
   changed = replace(raw, **{name: raw[name].with_flat_values(tf.where(other, raw[name].flat_values + 1000,
                                                                       raw[name].flat_values))
-                            for name in ("global_item_id", "global_cell")})
-  g_dyn = SMALL.global_dynamic_queries
-  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, global_search=True), True),
-                                    (dataclasses.replace(SMALL, global_search=False), False)):
+                            for name in (f"{sequence}_item_id", f"{sequence}_cell")})
+  n_dyn = SMALL.global_dynamic_queries if sequence == "global" else SMALL.realtime_dynamic_queries
+  searched = {"global_search": sequence == "global", "realtime_search": sequence == "realtime"}
+  not_searched = {"global_search": sequence != "global", "realtime_search": sequence != "realtime"}
+  for config, dynamic_unchanged in ((dataclasses.replace(SMALL, **searched), True),
+                                    (dataclasses.replace(SMALL, **not_searched), False)):
     model = hemix(FC, config)
-    a = model.token_groups(encoded(FC, raw, config))["global"].numpy()
-    b = model.token_groups(encoded(FC, changed, config))["global"].numpy()
-    assert np.allclose(a[:, :g_dyn], b[:, :g_dyn], atol=1e-6) == dynamic_unchanged
-    assert not np.allclose(a[:, g_dyn:], b[:, g_dyn:])  # the fixed queries see every event
+    a = model.token_groups(encoded(FC, raw, config))[sequence].numpy()
+    b = model.token_groups(encoded(FC, changed, config))[sequence].numpy()
+    assert np.allclose(a[:, :n_dyn], b[:, :n_dyn], atol=1e-6) == dynamic_unchanged
+    assert not np.allclose(a[:, n_dyn:], b[:, n_dyn:])  # the fixed queries see every event
 
 
 def test_global_search_reads_the_whole_sequence_on_data_without_a_search_key(raw_batch, batch):

@@ -34,16 +34,17 @@ def signatures():
   return _signatures(SMALL)
 
 
-@pytest.mark.parametrize("global_search", [False, True])
-def test_score_candidates_equals_per_example_scores(global_search, signatures):
-  assert SMALL.global_search  # the default searches: the module's signatures cover True
-  if not global_search:
-    signatures = _signatures(dataclasses.replace(SMALL, global_search=False))
+@pytest.mark.parametrize("search", ["default", "none", "both"])
+def test_score_candidates_equals_per_example_scores(search, signatures):
+  assert SMALL.global_search and not SMALL.realtime_search  # the module's signatures are "default"
+  if search != "default":
+    signatures = _signatures(dataclasses.replace(SMALL, global_search=search == "both",
+                                                 realtime_search=search == "both"))
   users, per_user = 3, 7
   user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
   item_rows = rows(random_features(FC, users * per_user, seed=2))
-  for i, row in enumerate(item_rows):  # a candidate's category in its user's history (global search finds it)
-    history = user_rows[i // per_user]["global_category"]
+  for i, row in enumerate(item_rows):  # a candidate's category in its user's history (the search finds it)
+    history = user_rows[i // per_user]["global_category" if i % 4 == 1 else "realtime_category"]
     if i % 2 and len(history):
       row["category"] = history[:1]
   user_side = [{k: v for k, v in r.items() if k not in CANDIDATE} for r in user_rows]
