@@ -248,10 +248,10 @@ def test_search_attends_only_to_the_candidates_category(raw_batch, sequence):
     assert not np.allclose(a[:, n_dyn:], b[:, n_dyn:])  # the fixed queries see every event
 
 
-def test_global_search_reads_the_whole_sequence_on_data_without_a_search_key(raw_batch, batch):
+def test_search_reads_the_whole_sequences_on_data_without_a_search_key(raw_batch, batch):
   no_key = dataclasses.replace(FC, sequence=dataclasses.replace(FC.sequence, search=None))
-  searching = HeMix(no_key, dataclasses.replace(SMALL, global_search=True), TABLES)
-  plain = HeMix(no_key, dataclasses.replace(SMALL, global_search=False), TABLES)
+  searching = HeMix(no_key, dataclasses.replace(SMALL, global_search=True, realtime_search=True), TABLES)
+  plain = HeMix(no_key, dataclasses.replace(SMALL, global_search=False, realtime_search=False), TABLES)
   plain(batch)
   searching(batch)
   searching.set_weights(plain.get_weights())

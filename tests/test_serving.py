@@ -34,12 +34,11 @@ def signatures():
   return _signatures(SMALL)
 
 
-@pytest.mark.parametrize("search", ["default", "none", "both"])
+@pytest.mark.parametrize("search", ["default", "none", "global"])
 def test_score_candidates_equals_per_example_scores(search, signatures):
-  assert SMALL.global_search and not SMALL.realtime_search  # the module's signatures are "default"
+  assert SMALL.global_search and SMALL.realtime_search  # the module's signatures search both sequences
   if search != "default":
-    signatures = _signatures(dataclasses.replace(SMALL, global_search=search == "both",
-                                                 realtime_search=search == "both"))
+    signatures = _signatures(dataclasses.replace(SMALL, global_search=search == "global", realtime_search=False))
   users, per_user = 3, 7
   user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
   item_rows = rows(random_features(FC, users * per_user, seed=2))

@@ -17,18 +17,21 @@ FIXES = dataclasses.replace(PAPER, attention_normalization="sigmoid", qk_norm=Tr
                             embedding_init_stddev=0.25)
 # Session 2's default: the fixes with a flattened read-out and pre-LN blocks (HEMIX without the search).
 FLAT_PRE_LN = dataclasses.replace(FIXES, pooling="flatten", pre_norm=True)
+# Session 4's default: with SIM's hard search on the global sequence (HEMIX without the real-time search).
+GLOBAL_SEARCH = dataclasses.replace(FLAT_PRE_LN, global_search=True)
 SCALES = (16, 32, 64, 128)  # token widths of the scaling suite
 _SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
 
 
 def baseline(model: str, **size) -> BaselineConfig:
-  """A baseline with HeMix's embeddings, tables, tasks and heads, and the default HeMix's hard search on
-  the global sequence (for its DIN pooling): a baseline never reads less than HeMix is given."""
-  return BaselineConfig(model=model, **_SHARED, **{"global_search": HEMIX.global_search, **size})
+  """A baseline with HeMix's embeddings, tables, tasks and heads, and the default HeMix's hard searches
+  (for its DIN pooling of each sequence): a baseline never reads less than HeMix is given."""
+  return BaselineConfig(model=model, **_SHARED, **{"global_search": HEMIX.global_search,
+                                                   "realtime_search": HEMIX.realtime_search, **size})
 
 
 DLRM = baseline("dlrm", hidden=(768, 384, 128))
-DLRM_NO_SEARCH = dataclasses.replace(DLRM, global_search=False)  # the baselines before session 4
+DLRM_NO_SEARCH = dataclasses.replace(DLRM, global_search=False, realtime_search=False)  # before session 4
 
 SUITES: dict[str, dict[str, InputConfig]] = {
     # HeMix Table 2: dense parameters within about 0.7-1.4x of HeMix cpu-small's.
@@ -98,19 +101,21 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         **{f"fixes + flatten + pre-LN with F_NS hidden {'-'.join(map(str, h))}": dataclasses.replace(
             FLAT_PRE_LN, ns_hidden=h) for h in ((512,), (1024,), (512, 512))},
         # SIM's hard search on the global sequence: the candidate-dependent queries read only the events of
-        # the candidate's category (the fixed queries still read the whole history). The default since session 4.
-        "fixes + flatten + pre-LN + SIM hard search (default)": HEMIX,
+        # the candidate's category (the fixed queries still read the whole history). Session 4's default.
+        "fixes + flatten + pre-LN + SIM hard search": GLOBAL_SEARCH,
         "paper + SIM hard search": dataclasses.replace(PAPER, global_search=True),
         # With the search the sink's null weighs against the matching events only: their count as a log.
         "fixes + flatten + pre-LN + SIM hard search + sink attention": dataclasses.replace(
-            HEMIX, attention_normalization="sink"),
-        "fixes + flatten + pre-LN + SIM hard search with F_NS hidden 512": dataclasses.replace(HEMIX, ns_hidden=(512,)),
+            GLOBAL_SEARCH, attention_normalization="sink"),
+        "fixes + flatten + pre-LN + SIM hard search with F_NS hidden 512": dataclasses.replace(
+            GLOBAL_SEARCH, ns_hidden=(512,)),
         # The same filter on today's events: the dynamic queries read the candidate's category's share of the
-        # day (the intent), which the learned gates must otherwise find among ~10 events.
-        "fixes + flatten + pre-LN + SIM hard search + real-time search": dataclasses.replace(HEMIX, realtime_search=True),
-        # The same search given to the strongest baseline (its global DIN pooling), for a fair comparison.
-        "DLRM + SIM hard search": DLRM,
-        "DLRM + SIM hard search + real-time search": dataclasses.replace(DLRM, realtime_search=True),
+        # day (the intent), which the learned gates must otherwise find among ~10 events. The default since
+        # session 5.
+        "fixes + flatten + pre-LN + SIM hard search + real-time search (default)": HEMIX,
+        # The same searches given to the strongest baseline (its DIN poolings), for a fair comparison.
+        "DLRM + SIM hard search": dataclasses.replace(DLRM, realtime_search=False),
+        "DLRM + SIM hard search + real-time search": DLRM,
         # The attention fixes' initialisation given to the strongest baseline: does it help DLRM too?
         "DLRM with embedding std 0.25": dataclasses.replace(DLRM_NO_SEARCH, embedding_init_stddev=0.25),
     },
@@ -124,4 +129,4 @@ REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Re
              "hyformer": "LONGER+RankMixer", "scaling": f"RankMixer d={SCALES[0]}", "ablation": "paper"}
 PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
             "hyformer": "HyFormer (LONGER enc.)", "scaling": f"HeMix d_T={SCALES[-1]}",
-            "ablation": "fixes + flatten + pre-LN + SIM hard search (default)"}
+            "ablation": "fixes + flatten + pre-LN + SIM hard search + real-time search (default)"}

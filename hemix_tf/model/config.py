@@ -192,10 +192,10 @@ PRESETS = {
 }
 # The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations"):
 # the attention fixes (sigmoid gates, QK-norm, event norm, embedding std 0.25), then a flattened read-out
-# with pre-LN blocks, then SIM's hard search on the global sequence.
+# with pre-LN blocks, then SIM's hard search on the global sequence and on the real-time one.
 PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
                                            event_norm=True, embedding_init_stddev=0.25, pooling="flatten",
-                                           pre_norm=True, global_search=True)
+                                           pre_norm=True, global_search=True, realtime_search=True)
 
 
 MODEL_CONFIGS = {c.__name__: c for c in (HeMixConfig, BaselineConfig, HyFormerConfig, MixFormerConfig)}
