@@ -163,3 +163,25 @@ def test_a_run_stored_before_an_option_existed_still_matches_its_default():
   assert _matches(stored, PAPER)
   assert not _matches(stored, dataclasses.replace(PAPER, pooling="flatten"))
   assert not _matches({**stored, "d_t": 64}, PAPER)
+
+
+def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepared, tmp_path):
+  """The MovieLens protocol's flags: N full passes (the model after the last step is scored), every
+  model reads the most recent L_G / L_R events and embeds at one width, and the protocol names the runs."""
+  common = {**SYNTHETIC, "train_steps": 0}
+  cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=1, models=("HeteroMixer",),
+                         epochs=2, sequence_lengths=(8, 2), embedding_dim=8, **common)
+  manifest, job = harness.prepare_examples(cfg)
+  fc = cfg.feature_config(manifest)
+  assert (fc.sequence.global_length, fc.sequence.realtime_length) == (8, 2)
+  with pytest.raises(ValueError, match="exceed the examples"):
+    dataclasses.replace(cfg, sequence_lengths=(8, 10_000)).feature_config(manifest)
+  with pytest.raises(ValueError, match="epochs must be >= 1, and 1 with train_steps"):
+    ExperimentConfig(suite="table4", epochs=2, **SYNTHETIC)
+
+  results = run_grid(cfg)
+  protocol = "bs256-lr0.001-2epochs-L8x2-emb8"
+  run = json.loads((tmp_path / "synthetic" / "table4" / "runs" / protocol / "HeteroMixer" / "seed0.json").read_text())
+  assert run["steps"] == 2 * -(-job["counters"]["train_examples"] // 256)
+  assert set(run["config"]["embedding_dim"].values()) == {8}
+  assert results["protocol"] == protocol and f"Protocol {protocol}" in harness.markdown(results)

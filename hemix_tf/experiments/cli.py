@@ -3,6 +3,8 @@
   hemix-experiment --suite=table2 --dataset=ml-100k --seeds=3
   hemix-experiment --suite=table3 --dataset=synthetic --synthetic_impressions=1000000
   hemix-experiment --suite=table4 --dataset=ml-100k --learning_rates=3e-4,1e-3,3e-3   # tuned on validation
+  hemix-experiment --suite=table2 --dataset=ml-100k --models=HeMix,DLRM --batch_size=512 --epochs=3 \
+      --sequence_lengths=50,20 --embedding_dim=16                                     # a fixed protocol
 A killed grid resumes: finished runs are skipped.
 """
 from __future__ import annotations
@@ -19,7 +21,13 @@ flags.DEFINE_enum("dataset", None, ["ml-100k", "amazon-grocery", "synthetic"], "
                   flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "runs/experiments", "Data, runs and tables go here.", flag_values=FLAGS)
 flags.DEFINE_integer("seeds", 3, "Seeds per model.", flag_values=FLAGS)
-flags.DEFINE_integer("train_steps", 0, "Steps per run (0: one epoch of train).", flag_values=FLAGS)
+flags.DEFINE_integer("train_steps", 0, "Steps per run (0: --epochs passes over train).", flag_values=FLAGS)
+flags.DEFINE_integer("epochs", 1, "Passes over train per run, when --train_steps is 0 (no early stopping, no "
+                     "best-epoch selection: the model after the last step is scored).", flag_values=FLAGS)
+flags.DEFINE_list("sequence_lengths", [], "L_G,L_R read by every model (the most recent events of the examples'; "
+                  "default: the feature config's).", flag_values=FLAGS)
+flags.DEFINE_integer("embedding_dim", None, "Every embedding's width for every model (default: the suite's).",
+                     flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 256, "Batch size, the same for every model.", flag_values=FLAGS)
 flags.DEFINE_list("learning_rates", ["1e-3"], "The learning rate, the same for every model; several: the one "
                   "with the best mean validation CTR AUC over the models is used.", flag_values=FLAGS)
@@ -38,7 +46,8 @@ def main(argv) -> None:
   from hemix_tf.experiments.harness import ExperimentConfig, markdown, run_grid  # TF: after the flags
   results = run_grid(ExperimentConfig(
       suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
-      train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
+      train_steps=FLAGS.train_steps, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+      sequence_lengths=tuple(int(n) for n in FLAGS.sequence_lengths) or None, embedding_dim=FLAGS.embedding_dim,
       learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
       on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir))

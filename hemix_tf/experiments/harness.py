@@ -33,7 +33,7 @@ from tqdm import tqdm
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import make_dataset, read_timestamps
-from hemix_tf.data.feature_config import USER_ID, load_feature_config
+from hemix_tf.data.feature_config import USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
@@ -50,7 +50,8 @@ class ExperimentConfig:
   dataset: str  # ml-100k | amazon-grocery | synthetic
   output_dir: str = "runs/experiments"
   seeds: int = 3
-  train_steps: int = 0  # 0: one epoch of the split's training examples
+  train_steps: int = 0  # 0: `epochs` passes over the split's training examples
+  epochs: int = 1
   batch_size: int = 256  # the paper's, for every model
   jit_compile: bool = False  # the training step compiled by XLA
   source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
@@ -59,6 +60,10 @@ class ExperimentConfig:
   synthetic_impressions: int = 1_000_000
   models: tuple[str, ...] = ()  # a subset of the suite's models (default: all)
   on_validation: bool = False  # score every run on the validation split, never eval (choosing options)
+  # A fixed protocol's overrides, for every model: (L_G, L_R) read from the examples (their most recent
+  # events; at most the sequence job's lengths) and every embedding's width. None: the data's / suite's.
+  sequence_lengths: tuple[int, int] | None = None
+  embedding_dim: int | None = None
 
   def __post_init__(self):
     if self.suite not in SUITES:
@@ -70,11 +75,38 @@ class ExperimentConfig:
       raise ValueError(f"learning_rates must be distinct and not empty: {self.learning_rates}")
     if not 0 < self.validation_fraction < 1:
       raise ValueError(f"validation_fraction must be in (0, 1): {self.validation_fraction}")
+    if self.epochs < 1 or (self.train_steps and self.epochs != 1):
+      raise ValueError(f"epochs must be >= 1, and 1 with train_steps: epochs={self.epochs}, "
+                       f"train_steps={self.train_steps}")
+    if self.sequence_lengths is not None and (len(self.sequence_lengths) != 2 or min(self.sequence_lengths) < 1):
+      raise ValueError(f"sequence_lengths must be two positive lengths (L_G, L_R): {self.sequence_lengths}")
+    if self.embedding_dim is not None and self.embedding_dim < 1:
+      raise ValueError(f"embedding_dim must be positive: {self.embedding_dim}")
 
   def protocol(self, learning_rate: float) -> str:
     """The shared hyper-parameters as a directory name, e.g. bs256-lr0.001-1epoch."""
-    length = f"{self.train_steps}steps" if self.train_steps else "1epoch"
-    return f"bs{self.batch_size}-lr{learning_rate:g}-{length}"
+    length = (f"{self.train_steps}steps" if self.train_steps else
+              "1epoch" if self.epochs == 1 else f"{self.epochs}epochs")
+    lengths = f"-L{self.sequence_lengths[0]}x{self.sequence_lengths[1]}" if self.sequence_lengths else ""
+    width = f"-emb{self.embedding_dim}" if self.embedding_dim else ""
+    return f"bs{self.batch_size}-lr{learning_rate:g}-{length}{lengths}{width}"
+
+  def model_config(self, name: str):
+    """The suite's config of model `name`, with the protocol's embedding width."""
+    config = SUITES[self.suite][name]
+    if self.embedding_dim is None:
+      return config
+    return dataclasses.replace(config, embedding_dim={group: self.embedding_dim for group in config.embedding_dim})
+
+  def feature_config(self, manifest: dict) -> FeatureConfig:
+    """The dataset's feature config, with the protocol's sequence lengths."""
+    fc = load_feature_config(manifest["feature_config"])
+    if self.sequence_lengths is None:
+      return fc
+    (g, r), seq = self.sequence_lengths, fc.sequence
+    if g > seq.global_length or r > seq.realtime_length:
+      raise ValueError(f"sequence_lengths {g},{r} exceed the examples' ({seq.global_length},{seq.realtime_length})")
+    return dataclasses.replace(fc, sequence=dataclasses.replace(seq, global_length=g, realtime_length=r))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +155,11 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
             learning_rate: float, log: Path) -> dict:
   """Trains one model with one seed on the split's training examples and scores it on its eval ones;
   its training progress goes to the file `log` (a line per tenth of the steps)."""
-  config = SUITES[cfg.suite][name]
-  fc = load_feature_config(manifest["feature_config"])
+  config = cfg.model_config(name)
+  fc = cfg.feature_config(manifest)
   preprocessor = hashing_preprocessor(fc, config)
   keras.utils.set_random_seed(seed)
-  steps = cfg.train_steps or -(-split.train_examples // cfg.batch_size)
+  steps = cfg.train_steps or cfg.epochs * -(-split.train_examples // cfg.batch_size)
 
   def keep_user(raw):
     return {**preprocessor(raw), GROUP: raw[USER_ID]}
@@ -183,7 +215,7 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
   def config(name):
-    return SUITES[cfg.suite][name]
+    return cfg.model_config(name)
 
   def finished(name, seed) -> bool:
     if not path(name, seed).exists():
@@ -249,7 +281,7 @@ def run_grid(cfg: ExperimentConfig) -> dict:
                   suite_dir / ("validation" if cfg.on_validation else "runs") / cfg.protocol(lr),
                   f"{cfg.suite} on {cfg.dataset}", lambda n, s, log: run_one(cfg, n, s, manifest, split, lr, log))
   results = aggregate(cfg, runs)
-  results.update(learning_rate=lr, tuning=tuning, split=split.name,
+  results.update(learning_rate=lr, protocol=cfg.protocol(lr), tuning=tuning, split=split.name,
                  heuristics=None if cfg.on_validation else eval_heuristics(cfg, manifest, split))
   stem = "validation_results" if cfg.on_validation else "results"
   (suite_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -291,8 +323,9 @@ def scaling_figure(results: dict):
     ax.set_ylabel("CTR AUC")
     ax.grid(True, which="both", alpha=0.3)
   axes[0].legend()
-  steps = results["config"].get("train_steps")
-  length = f"{steps} steps of {results['config']['batch_size']}" if steps else "one epoch"
+  steps, epochs = results["config"].get("train_steps"), results["config"].get("epochs", 1)
+  length = (f"{steps} steps of {results['config']['batch_size']}" if steps else
+            "one epoch" if epochs == 1 else f"{epochs} epochs")
   fig.suptitle(f"Scaling on {results['dataset']} ({results['config']['seeds']} seeds, {length} per run)")
   fig.tight_layout()
   return fig
@@ -364,7 +397,11 @@ def markdown(results: dict) -> str:
     cells += [f"{row['dense_params']:,}", f"{row['gflops']:.4f}"]
     lines.append("| " + " | ".join(cells) + " |")
   oracle = oracle_auc(results)
-  notes = [f"\nRela.Imp: HeMix Eq. 25 against {results['reference']} (CTR / CVR AUC)."]
+  notes = [""]  # a blank line after the table
+  if "protocol" in results:
+    notes.append(f"Protocol {results['protocol']} (batch, learning rate, training length[, L_G x L_R, embedding "
+                 f"width]), scored on the {results['split']} split.")
+  notes.append(f"Rela.Imp: HeMix Eq. 25 against {results['reference']} (CTR / CVR AUC).")
   single = [name for name, row in results["models"].items() if row["seeds"] == 1]
   if single:
     notes.append(f"One seed only (no spread): {', '.join(single)}.")
