@@ -113,6 +113,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # day (the intent), which the learned gates must otherwise find among ~10 events. The default since
         # session 5.
         "fixes + flatten + pre-LN + SIM hard search + real-time search (default)": HEMIX,
+        # The sink's weight on the searched events grows with the log of their count, as the click logit
+        # grows with the log of the interest (the synthetic generator's w_interest term).
+        "fixes + flatten + pre-LN + SIM hard search + real-time search + sink attention": dataclasses.replace(
+            HEMIX, attention_normalization="sink"),
         # The same searches given to the strongest baseline (its DIN poolings), for a fair comparison.
         "DLRM + SIM hard search": dataclasses.replace(DLRM, realtime_search=False),
         "DLRM + SIM hard search + real-time search": DLRM,
