@@ -509,8 +509,12 @@ def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve():
     model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, jit_compile=jit)
     curves[jit] = [model.train_on_batch(*batch)[0] for batch in ds.take(50)]
   assert curves[False][-1] < curves[False][0] - 0.05  # it learns
-  # Float reassociation under XLA: the first steps agree closely; later the two runs drift apart as any
-  # two float orders of the same training do, so the curve is compared on 10-step means.
-  np.testing.assert_allclose(curves[True][:15], curves[False][:15], rtol=1e-3)
+  # Float reassociation under XLA: the first steps agree closely (the first four to 1e-5); later the two
+  # runs drift apart as any two float orders of the same training do (with both searches by step 12 past
+  # 1e-3), so the rest of the curve is compared on 10-step means.
+  np.testing.assert_allclose(curves[True][:4], curves[False][:4], rtol=1e-5)
+  np.testing.assert_allclose(curves[True][:10], curves[False][:10], rtol=1e-3)
   means = {jit: np.reshape(curve, [5, 10]).mean(axis=1) for jit, curve in curves.items()}
-  np.testing.assert_allclose(means[True], means[False], rtol=0.05)
+  # With both searches the planted rule is learned to a loss near 0 by step 40, where a relative
+  # tolerance means nothing: 5% of the first window's loss bounds the difference there.
+  np.testing.assert_allclose(means[True], means[False], rtol=0.05, atol=0.05 * means[False][0])
