@@ -115,7 +115,7 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "fixes + flatten + pre-LN + SIM hard search + real-time search (default)": HEMIX,
         # Keras' uniform ±0.05 embedding start instead of N(0, 0.25²): the deviation that costs fit on
         # MovieLens (RESULTS, "MovieLens-100K under the fixed protocol"); it must hold on both datasets.
-        "fixes + flatten + pre-LN + SIM hard search + real-time search, Keras embedding init": dataclasses.replace(
+        "fixes + flatten + pre-LN + SIM hard search + real-time search with Keras embedding init": dataclasses.replace(
             HEMIX, embedding_init_stddev=None),
         # The sink's weight on the searched events grows with the log of their count, as the click logit
         # grows with the log of the interest (the synthetic generator's w_interest term).
