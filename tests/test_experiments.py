@@ -185,3 +185,9 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   assert run["steps"] == 2 * -(-job["counters"]["train_examples"] // 256)
   assert set(run["config"]["embedding_dim"].values()) == {8}
   assert results["protocol"] == protocol and f"Protocol {protocol}" in harness.markdown(results)
+
+
+def test_every_model_name_can_be_selected_with_models():
+  """--models is a comma-separated list: a suite's model name with a comma could never be selected."""
+  from hemix_tf.experiments.suites import SUITES
+  assert [name for suite in SUITES.values() for name in suite if "," in name] == []
