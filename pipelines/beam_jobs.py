@@ -11,6 +11,7 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hemix_tf.data.contract import DataContractError
+from pipelines.local_runner import without_timed_flush
 
 
 def run_pipeline(build: Callable[[beam.Pipeline], None], beam_args: list[str] | None,
@@ -20,6 +21,7 @@ def run_pipeline(build: Callable[[beam.Pipeline], None], beam_args: list[str] | 
   args = list(beam_args or [])
   if not any(a.startswith("--runner") for a in args):
     args = default_options + args
+  without_timed_flush()
   try:
     with beam.Pipeline(options=PipelineOptions(args)) as p:
       build(p)
