@@ -416,7 +416,9 @@ def test_memorises_a_few_hundred_examples():
   features["click"] = tf.constant(labels, tf.int64)
   config = dataclasses.replace(SMALL, tasks=("click",))
   keras.utils.set_random_seed(0)
-  model = build_and_compile(FC, config, TABLES, learning_rate=3e-3)
+  # The product's learning rate. At 3e-3 on batches of 50 the default can diverge in its first steps
+  # (whatever the embedding init; docs/ARCHITECTURE.md finding 19).
+  model = build_and_compile(FC, config, TABLES, learning_rate=1e-3)
   ds = tf.data.Dataset.from_tensor_slices(encoded(FC, features, config)).batch(50).map(lambda f: with_labels(f, config.tasks))
   history = model.fit(ds.repeat(), steps_per_epoch=6, epochs=40, verbose=0)
   assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
