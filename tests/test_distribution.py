@@ -27,7 +27,7 @@ def result(proc, out):
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("single")
-  return result(*train(tmp, "single", "--mode=single"))
+  return {**result(*train(tmp, "single", "--mode=single")), "dir": tmp}
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_two_process_multi_worker_matches_single_device(tmp_path, single):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_and_finishes_the_same_steps(tmp_path, single):
+def test_killed_training_resumes_and_finishes_with_the_uninterrupted_runs_weights(tmp_path, single):
   backup = tmp_path / "backup"
   proc, _ = train(tmp_path, "killed", "--mode=single", f"--backup_dir={backup}", "--kill_at_step=13")
   assert proc.returncode == 3 and any(backup.iterdir())  # died after step 13, a checkpoint at step 8
@@ -73,6 +73,12 @@ def test_killed_training_resumes_and_finishes_the_same_steps(tmp_path, single):
     assert restored[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
   fresh = json.loads((tmp_path / "killed.json.weights-begin-0.json").read_text())
   assert sum(fresh[n] != pytest.approx(checkpointed[n], rel=1e-6, abs=1e-6) for n in fresh) > len(fresh) // 2
+  # It ends where the uninterrupted run ends (the same batches in every epoch, the optimizer restored).
+  final = json.loads((tmp_path / "resumed.json.weights-24.json").read_text())
+  uninterrupted = json.loads((single["dir"] / "single.json.weights-24.json").read_text())
+  assert set(final) == set(uninterrupted)
+  for name, value in uninterrupted.items():
+    assert final[name] == pytest.approx(value, rel=1e-4, abs=1e-4), name
   assert "unbuilt" not in proc.stderr
 
 
