@@ -1,7 +1,7 @@
 """Training examples/s and achieved GFLOP/s of a preset next to this machine's matmul GFLOP/s, as JSON;
 with --baseline_revision, the same measurement of that git revision's code in the same run.
 
-  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --jit_compile
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --xla=interaction
   .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
       --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
@@ -25,7 +25,8 @@ flags.DEFINE_string("preset", "cpu-small", "Model preset.")
 flags.DEFINE_integer("batch_size", 256, "Training batch size (the paper's).")
 flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_enum("xla", "off", ["off", "step", "interaction"], "XLA: the whole training step, or HeMix's "
+                  "dense part after the embedding gathers (build_and_compile).")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_string("baseline_preset", None, "The baseline revision's preset (default: --preset); presets are "
                     "names, so the same architecture may carry another name there (7babdb4's cpu-small is "
@@ -61,7 +62,7 @@ def measure() -> dict:
   fc = load_feature_config("synthetic-lbs")
   config = preset(FLAGS.preset)
   model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes,
-                            jit_compile=FLAGS.jit_compile)
+                            xla=FLAGS.xla)
   flops = forward_flops(model, fc)
   batch = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
   ds = tf.data.Dataset.from_tensors(batch).repeat()
@@ -73,7 +74,7 @@ def measure() -> dict:
   achieved = 3 * flops * examples_per_s / 1e9
   peak = matmul_gflops(FLAGS.matmul_size)
   return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
-          "threads": FLAGS.threads or "default", "jit_compile": FLAGS.jit_compile,
+          "threads": FLAGS.threads or "default", "xla": FLAGS.xla,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
           "examples_per_s": round(examples_per_s, 1),
           "forward_gflops_per_example": round(flops / 1e9, 5),

@@ -47,7 +47,7 @@ class TrainerConfig:
   # The Transform component's output: the patterns are then its transformed examples and the exported
   # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
   transform_output: str | None = None
-  jit_compile: bool = False  # the training step compiled by XLA (inputs are padded either way)
+  xla: str = "off"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers)
   warm_start_from: str | None = None  # a SavedModel this package exported: training starts from its weights
 
 
@@ -140,7 +140,7 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
                        repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc
                        ).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
-    model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.jit_compile)
+    model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.xla)
   if cfg.warm_start_from:
     warm_start(model, cfg.warm_start_from, next(iter(train.take(1)))[0])
   print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "

@@ -378,6 +378,12 @@ def test_einsum_flops_are_registered():
   assert tf.compat.v1.profiler.profile(graph, options=options).total_float_ops == 2 * 2 * 3 * 4 * 5
 
 
+def test_forward_flops_do_not_depend_on_xla():
+  """The profiler counts the traced graph; the interaction's XLA cluster would hide its ops."""
+  flops = {xla: forward_flops(build_and_compile(FC, SMALL, TABLES, xla=xla), FC) for xla in ("off", "interaction")}
+  assert flops["interaction"] == flops["off"] > 1e6
+
+
 def test_saved_model_round_trip(tmp_path, raw_batch, batch):
   model = hemix(FC, SMALL)
   eager = model(batch)
@@ -499,17 +505,22 @@ def test_learns_a_rule_only_the_global_sequence_reveals(use_global):
     assert auc < 0.6
 
 
-def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve():
-  """Padded inputs (hemix_tf.data.padding) make the whole step XLA-compilable; over 50 steps its losses
-  match the uncompiled step's from the same seed (float reassociation only)."""
+@pytest.mark.parametrize("xla", ["step", "interaction"])
+def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
+  """Padded inputs (hemix_tf.data.padding) make the whole step XLA-compilable, and the dense part after
+  the gathers compiles on its own; over 50 steps the losses match the uncompiled step's from the same
+  seed (float reassociation only)."""
   config = dataclasses.replace(SMALL, tasks=("click",))
   data = pad_lists(encoded(PLANTED_FC, _planted_realtime(3200, seed=5), config), PLANTED_FC)  # 50 new batches
   ds = tf.data.Dataset.from_tensor_slices(data).batch(64).map(lambda f: with_labels(f, config.tasks)).repeat()
   curves = {}
   for jit in (False, True):
     keras.utils.set_random_seed(0)
-    model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, jit_compile=jit)
+    model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla=xla if jit else "off")
     curves[jit] = [model.train_on_batch(*batch)[0] for batch in ds.take(50)]
+    if jit and xla == "interaction":  # compiled: the dense part runs as one XLA cluster
+      graph = model.train_function.get_concrete_function(iter(ds)).graph.as_graph_def()
+      assert any(f.attr["_XlaMustCompile"].b for f in graph.library.function)
   assert curves[False][-1] < curves[False][0] - 0.05  # it learns
   # Float reassociation under XLA: the first steps agree closely (the first four to 1e-5); later the two
   # runs drift apart as any two float orders of the same training do (with both searches by step 12 past

@@ -1,6 +1,6 @@
 """Fixed shapes for the model: every list feature padded or truncated to a static length, with a mask.
 
-XLA compiles no ragged ops, so the training step can only be compiled (`jit_compile`) on dense inputs:
+XLA compiles no ragged ops, so the whole training step can only be compiled (`xla="step"`) on dense inputs:
 the input pipeline pads (`pad_lists`, in tf.data) and the model receives
 
   <sequence>_<field>   [B, L_s] ids (L_s = L_G or L_R; the first L_s values, i.e. the most recent events)

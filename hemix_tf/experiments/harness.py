@@ -53,7 +53,7 @@ class ExperimentConfig:
   train_steps: int = 0  # 0: `epochs` passes over the split's training examples
   epochs: int = 1
   batch_size: int = 256  # the paper's, for every model
-  jit_compile: bool = False  # the training step compiled by XLA
+  xla: str = "off"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers)
   source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
@@ -167,7 +167,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
   train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
                        repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
                        pad_for=fc)
-  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.jit_compile)
+  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla)
   start = time.perf_counter()
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open("w") as out:

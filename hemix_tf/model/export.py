@@ -106,7 +106,9 @@ def serving_function(model, preprocessor, config: FeatureConfig):
 
 
 def export_saved_model(model, preprocessor, config: FeatureConfig, path: str) -> str:
-  """The SavedModel with its three signatures and the TF Serving warm-up requests."""
+  """The SavedModel with its three signatures and the TF Serving warm-up requests. Uncompiled whatever
+  the training used (`xla_interaction`): a serving binary need not carry XLA."""
+  model.xla_interaction = False
   if hasattr(preprocessor, "layer"):
     model.transform_layer = preprocessor.layer  # tracked: the Transform graph and vocabularies are saved
   signatures = Signatures(model, preprocessor, config)

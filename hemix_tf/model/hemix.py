@@ -74,22 +74,32 @@ class HeMix(RankingModel):
     self.searched = tuple(s for s in searched_sequences(feature_config, config) if s in self.extractors)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
+    # XLA on `interaction` only (build_and_compile(xla="interaction")): the embedding gathers and their
+    # sparse gradients stay outside the compiled cluster. An execution choice, not part of the config.
+    self.xla_interaction = False
 
   def _dynamic_queries(self, t_ns: tf.Tensor) -> dict:
     """T_NS [..., N_NS, d_T] -> the 4:1 split into T_NS^G and T_NS^R."""
     n_global = self.config.global_dynamic_queries
     return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
 
-  def token_groups(self, features: dict) -> dict:
-    """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
-    parts of Eq. 10 (an ablated sequence is absent)."""
+  def lookups(self, features: dict) -> tuple:
+    """The gathers of the step: (E_{U,I,C} [B, d_NS], {sequence: (events [B, L, d_I], mask [B, L])},
+    {searched sequence: hard-search mask [B, L]})."""
     e_uic, sequences = self.embedding(features)
+    return e_uic, sequences, search_masks(self.feature_config, self.searched, features)
+
+  def _token_groups(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
-    search = search_masks(self.feature_config, self.searched, features)
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
     return {**groups, "ns": t_ns}
+
+  def token_groups(self, features: dict) -> dict:
+    """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
+    parts of Eq. 10 (an ablated sequence is absent)."""
+    return self._token_groups(*self.lookups(features))
 
   def tokens(self, features: dict) -> tf.Tensor:
     """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
@@ -114,8 +124,14 @@ class HeMix(RankingModel):
     pooled = self.pool(self.mixed(t)[-1] if self.blocks else t)
     return {task: head(pooled) for task, head in self.heads.items()}
 
+  def interaction(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
+    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
+    return self._predict(tf.concat(list(self._token_groups(e_uic, sequences, search).values()), axis=1))
+
   def call(self, features: dict, training=None) -> dict:
-    return self._predict(self.tokens(features))
+    interaction = (tf.function(self.interaction, jit_compile=True) if self.xla_interaction
+                   else self.interaction)
+    return interaction(*self.lookups(features))
 
   # User-item decoupled scoring (beyond the paper): U users with M candidates each. The sequences'
   # embeddings, K̃ / Ṽ and the fixed-query tokens are computed once per user; only T_NS and the

@@ -52,13 +52,23 @@ def build_model(feature_config: FeatureConfig, config: InputConfig, table_sizes:
   raise TypeError(f"no model for {type(config).__name__}")
 
 
+XLA_MODES = ("off", "step", "interaction")
+
+
 def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int],
-                      learning_rate: float = 1e-3, jit_compile: bool = False) -> keras.Model:
-  """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task. `jit_compile`:
-  the training step compiled by XLA; its inputs must then be padded (make_dataset(pad_for=...))."""
+                      learning_rate: float = 1e-3, xla: str = "off") -> keras.Model:
+  """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task.
+  `xla`: "step" compiles the whole training step with XLA (its inputs must be padded:
+  make_dataset(pad_for=...)); "interaction" compiles HeMix's dense part only, after the embedding
+  gathers, whose gradients then stay sparse (docs/BENCHMARKS.md: the faster on CPU; other models
+  run uncompiled); "off" compiles nothing."""
+  if xla not in XLA_MODES:
+    raise ValueError(f"xla='{xla}' is not one of {XLA_MODES}")
   model = build_model(feature_config, config, table_sizes)
+  if xla == "interaction" and isinstance(model, HeMix):
+    model.xla_interaction = True
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
                 metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks},
-                jit_compile=jit_compile)
+                jit_compile=xla == "step")
   return model
