@@ -2,6 +2,7 @@
 with --baseline_revision, the same measurement of that git revision's code in the same run.
 
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --xla=interaction
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --compare_xla=off,step,interaction
   .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
       --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
@@ -27,6 +28,9 @@ flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
 flags.DEFINE_enum("xla", "off", ["off", "step", "interaction"], "XLA: the whole training step, or HeMix's "
                   "dense part after the embedding gathers (build_and_compile).")
+flags.DEFINE_list("compare_xla", [], "Also time these XLA modes side by side in this process, in alternating "
+                  "rounds (a load that drifts during the run then hits every mode alike).")
+flags.DEFINE_integer("rounds", 8, "Alternating rounds of --compare_xla (each of --steps / rounds steps).")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_string("baseline_preset", None, "The baseline revision's preset (default: --preset); presets are "
                     "names, so the same architecture may carry another name there (7babdb4's cpu-small is "
@@ -83,6 +87,36 @@ def measure() -> dict:
           "fraction_of_peak": round(achieved / peak, 4)}
 
 
+def compare_xla(modes: list[str]) -> dict:
+  """{mode: examples/s}, the median over alternating rounds of the same constant batch."""
+  import statistics
+  import tensorflow as tf
+  from hemix_tf.data.feature_config import load_feature_config
+  from hemix_tf.data.padding import pad_lists
+  from hemix_tf.model.accounting import full_length_features
+  from hemix_tf.model.config import preset
+  from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
+
+  fc = load_feature_config("synthetic-lbs")
+  config = preset(FLAGS.preset)
+  features, labels = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
+  models = {mode: build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=mode)
+            for mode in modes}
+  for model in models.values():
+    for _ in range(3):  # trace (and compile) + warm up
+      model.train_on_batch(features, labels)
+  steps = max(1, FLAGS.steps // FLAGS.rounds)
+  rates = {mode: [] for mode in modes}
+  for _ in range(FLAGS.rounds):
+    for mode, model in models.items():
+      start = time.perf_counter()
+      for _ in range(steps):
+        model.train_on_batch(features, labels)
+      rates[mode].append(steps * FLAGS.batch_size / (time.perf_counter() - start))
+  tf.keras.backend.clear_session()
+  return {mode: round(statistics.median(r), 1) for mode, r in rates.items()}
+
+
 def measure_revision(revision: str) -> dict:
   """This benchmark at `revision`, run from a temporary git worktree with the same interpreter."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +138,8 @@ def measure_revision(revision: str) -> dict:
 def main(argv):
   del argv
   current = measure()
+  if FLAGS.compare_xla:
+    current["examples_per_s_by_xla"] = compare_xla(FLAGS.compare_xla)
   if not FLAGS.baseline_revision:
     print(json.dumps(current, indent=2))
     return
