@@ -368,14 +368,22 @@ def test_accounting_of_presets():
   assert flops > 2 * eq24_params(SMALL)
 
 
-def test_einsum_flops_are_registered():
+@pytest.mark.parametrize("equation,shapes,flops", [
+    ("bnd,ndh->bnh", ([2, 3, 4], [3, 4, 5]), 2 * 2 * 3 * 4 * 5),
+    # An ellipsis stands for the operand's leading dimensions (the per-query W_Q of Eq. 4: 2 x B q t d).
+    ("...qt,qtd->...qd", ([2, 3, 4], [3, 4, 5]), 2 * 2 * 3 * 4 * 5),
+    ("...qt,qtd->...qd", ([6, 2, 3, 4], [3, 4, 5]), 2 * 6 * 2 * 3 * 4 * 5),
+    # Ellipsis dimensions broadcast as in NumPy, aligned from the right.
+    ("...hnd,...hd->...hn", ([6, 2, 7, 4], [1, 2, 4]), 2 * 6 * 2 * 7 * 4),
+])
+def test_einsum_flops_are_registered(equation, shapes, flops):
   @tf.function
   def f(a, b):
-    return tf.einsum("bnd,ndh->bnh", a, b)
-  graph = f.get_concrete_function(tf.TensorSpec([2, 3, 4]), tf.TensorSpec([3, 4, 5])).graph
+    return tf.einsum(equation, a, b)
+  graph = f.get_concrete_function(*(tf.TensorSpec(shape) for shape in shapes)).graph
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options["output"] = "none"
-  assert tf.compat.v1.profiler.profile(graph, options=options).total_float_ops == 2 * 2 * 3 * 4 * 5
+  assert tf.compat.v1.profiler.profile(graph, options=options).total_float_ops == flops
 
 
 def test_forward_flops_do_not_depend_on_xla():

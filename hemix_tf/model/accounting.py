@@ -4,7 +4,7 @@
 * forward FLOPs per example: TensorFlow's own profiler (tf.compat.v1.profiler, float_operation) on the
   traced graph of one example with full-length sequences. TensorFlow registers no FLOP statistic for
   Einsum, so we register one: 2 x the product of all index sizes of a two-operand contraction (the same
-  multiply-add convention TensorFlow uses for MatMul);
+  multiply-add convention TensorFlow uses for MatMul; an ellipsis counts the dimensions it stands for);
 * Eq. 24: #Param ≈ 2 k L N d_T^2.
 """
 from __future__ import annotations
@@ -22,13 +22,23 @@ from hemix_tf.data.preprocessing import HashingEncoder, encode
 
 @ops.RegisterStatistics("Einsum", "flops")
 def _einsum_flops(graph, node):
-  inputs = node.attr["equation"].s.decode().split("->")[0].split(",")
+  operands = node.attr["equation"].s.decode().split("->")[0].split(",")
   sizes = {}
-  for labels, name in zip(inputs, node.input):
+  for labels, name in zip(operands, node.input):
     shape = graph_util.tensor_shape_from_node_def_name(graph, name)
     shape.assert_is_fully_defined()
-    sizes.update(zip(labels, shape.as_list()))
-  return ops.OpStats("flops", 2 * math.prod(sizes.values()) if len(inputs) == 2 else 0)
+    for label, size in zip(_einsum_labels(labels, shape.rank), shape.as_list()):
+      sizes[label] = max(sizes.get(label, 1), size)  # ellipsis dimensions broadcast
+  return ops.OpStats("flops", 2 * math.prod(sizes.values()) if len(operands) == 2 else 0)
+
+
+def _einsum_labels(labels: str, rank: int) -> list:
+  """One label per dimension of an Einsum operand; "..." stands for its leading dimensions, labelled
+  by their position from the right of the ellipsis (so that they broadcast as in NumPy)."""
+  if "..." not in labels:
+    return list(labels)
+  head, tail = labels.split("...")
+  return list(head) + [("...", k) for k in range(rank - len(head) - len(tail), 0, -1)] + list(tail)
 
 
 def eq24_params(config) -> int:
