@@ -6,6 +6,7 @@ with --baseline_revision, the same measurement of that git revision's code in th
   .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
       --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --profile_dir=runs/profile/cpu-small
 Training FLOPs per example are taken as 3 x the profiler's forward FLOPs (forward + backward, the usual
 estimate). Inputs are a constant in-memory batch with full-length sequences, padded as the input
 pipeline pads them, so only the model step is timed (the input pipeline has its own benchmark). Peak:
@@ -35,6 +36,9 @@ flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: T
 flags.DEFINE_string("baseline_preset", None, "The baseline revision's preset (default: --preset); presets are "
                     "names, so the same architecture may carry another name there (7babdb4's cpu-small is "
                     "today's paper).")
+flags.DEFINE_string("profile_dir", None, "Also trace --profile_steps steps with TensorFlow's profiler into this "
+                    "directory (open it in TensorBoard's Profile tab) and print their op-level breakdown.")
+flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
 flags.DEFINE_string("baseline_revision", None, "Also measure this git revision (its own script, same flags "
                     "that it knows) and report the speed-up.")
 FLAGS = flags.FLAGS
@@ -77,6 +81,13 @@ def measure() -> dict:
   examples_per_s = FLAGS.steps * FLAGS.batch_size / seconds
   achieved = 3 * flops * examples_per_s / 1e9
   peak = matmul_gflops(FLAGS.matmul_size)
+  profile = {}
+  if FLAGS.profile_dir:
+    from step_profile import op_breakdown
+    tf.profiler.experimental.start(FLAGS.profile_dir)
+    model.fit(ds, steps_per_epoch=FLAGS.profile_steps, epochs=1, verbose=0)
+    tf.profiler.experimental.stop()
+    profile = {"profile": {"dir": FLAGS.profile_dir, **op_breakdown(FLAGS.profile_dir, FLAGS.profile_steps)}}
   return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
           "threads": FLAGS.threads or "default", "xla": FLAGS.xla,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
@@ -84,7 +95,7 @@ def measure() -> dict:
           "forward_gflops_per_example": round(flops / 1e9, 5),
           "achieved_train_gflops_per_s": round(achieved, 2),
           "matmul_peak_gflops_per_s": round(peak, 1),
-          "fraction_of_peak": round(achieved / peak, 4)}
+          "fraction_of_peak": round(achieved / peak, 4), **profile}
 
 
 def compare_xla(modes: list[str]) -> dict:

@@ -47,7 +47,7 @@ class TrainerConfig:
   # The Transform component's output: the patterns are then its transformed examples and the exported
   # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
   transform_output: str | None = None
-  xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers)
+  xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers + Adam)
   warm_start_from: str | None = None  # a SavedModel this package exported: training starts from its weights
 
 

@@ -516,7 +516,7 @@ def test_learns_a_rule_only_the_global_sequence_reveals(use_global):
 @pytest.mark.parametrize("xla", ["step", "interaction"])
 def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
   """Padded inputs (hemix_tf.data.padding) make the whole step XLA-compilable, and the dense part after
-  the gathers compiles on its own; over 50 steps the losses match the uncompiled step's from the same
+  the gathers compiles on its own, as does Adam's update; over 50 steps the losses match the uncompiled step's from the same
   seed (float reassociation only)."""
   config = dataclasses.replace(SMALL, tasks=("click",))
   data = pad_lists(encoded(PLANTED_FC, _planted_realtime(3200, seed=5), config), PLANTED_FC)  # 50 new batches
@@ -526,9 +526,11 @@ def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
     keras.utils.set_random_seed(0)
     model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla=xla if jit else "off")
     curves[jit] = [model.train_on_batch(*batch)[0] for batch in ds.take(50)]
-    if jit and xla == "interaction":  # compiled: the dense part runs as one XLA cluster
+    if jit and xla == "interaction":  # compiled: the dense part as one XLA cluster, Adam's update per variable
       graph = model.train_function.get_concrete_function(iter(ds)).graph.as_graph_def()
-      assert any(f.attr["_XlaMustCompile"].b for f in graph.library.function)
+      compiled = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
+      assert any("_interaction" in name for name in compiled)
+      assert sum("_update_step_xla" in name for name in compiled) == len(model.trainable_variables)
   assert curves[False][-1] < curves[False][0] - 0.05  # it learns
   # Float reassociation under XLA: the first steps agree closely (the first four to 1e-5); later the two
   # runs drift apart as any two float orders of the same training do (with both searches by step 12 past

@@ -53,7 +53,7 @@ class ExperimentConfig:
   train_steps: int = 0  # 0: `epochs` passes over the split's training examples
   epochs: int = 1
   batch_size: int = 256  # the paper's, for every model
-  xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers)
+  xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers + Adam)
   source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on

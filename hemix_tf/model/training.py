@@ -59,15 +59,19 @@ def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_
                       learning_rate: float = 1e-3, xla: str = "off") -> keras.Model:
   """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task.
   `xla`: "step" compiles the whole training step with XLA (its inputs must be padded:
-  make_dataset(pad_for=...)); "interaction" compiles HeMix's dense part only, after the embedding
-  gathers, whose gradients then stay sparse (docs/BENCHMARKS.md: the faster on CPU; other models
-  run uncompiled); "off" compiles nothing."""
+  make_dataset(pad_for=...)); "interaction" compiles the dense computations only: HeMix's part
+  after the embedding gathers (whose gradients then stay sparse; other models run uncompiled) and
+  Adam's update of each variable (docs/BENCHMARKS.md: the faster on CPU); "off" compiles nothing."""
   if xla not in XLA_MODES:
     raise ValueError(f"xla='{xla}' is not one of {XLA_MODES}")
   model = build_model(feature_config, config, table_sizes)
   if xla == "interaction" and isinstance(model, HeMix):
     model.xla_interaction = True
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+  optimizer = keras.optimizers.Adam(learning_rate)
+  # Keras compiles the update only where it finds a GPU; on CPU one fused loop per variable instead
+  # of ~10 element-wise kernels is faster too (docs/BENCHMARKS.md, "Profile of the step").
+  optimizer.jit_compile = xla == "interaction"
+  model.compile(optimizer=optimizer,
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
                 metrics={task: [keras.metrics.AUC(name="auc")] for task in config.tasks},
                 jit_compile=xla == "step")
