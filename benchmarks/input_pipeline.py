@@ -1,7 +1,10 @@
-"""Examples/s of the tf.data input alone (read gzip TFRecords, batch, parse with ragged sequences,
-hash the ids, prefetch) next to the training step's examples/s on the same batches, as JSON.
+"""Examples/s of the tf.data input alone (read gzip TFRecords, shuffle, batch, parse with ragged
+sequences, hash the ids, pad the lists to fixed shapes, prefetch: the harness's and the Trainer's path)
+next to the training step's examples/s on the same batches, as JSON.
 
   .venv/bin/python benchmarks/input_pipeline.py --examples=runs/demo/examples/train/*
+  .venv/bin/python benchmarks/input_pipeline.py \
+      --examples='runs/experiments/synthetic/data/examples/train/*' --batches=400   # the 1M logs
 If the input alone is much faster than input + training, the input is not the bottleneck.
 """
 import json
@@ -20,6 +23,8 @@ flags.DEFINE_string("feature_config", "synthetic-lbs", "Feature config of the ex
 flags.DEFINE_string("preset", "cpu-small", "Model preset for the training step.")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_integer("batches", 100, "Timed batches.")
+flags.DEFINE_enum("xla", "interaction", ["off", "step", "interaction"], "XLA mode of the training step "
+                  "(build_and_compile; the Trainer's and the harness's default).")
 FLAGS = flags.FLAGS
 
 
@@ -37,9 +42,9 @@ def main(argv):
   config = preset(FLAGS.preset)
   preprocessor = hashing_preprocessor(fc, config)
   ds = make_dataset(FLAGS.examples, preprocessor.raw_spec, FLAGS.batch_size, shuffle_buffer=10_000,
-                    repeat=True, seed=0, preprocess=preprocessor)
+                    repeat=True, seed=0, preprocess=preprocessor, pad_for=fc)
   input_seconds = timed(iter(ds), FLAGS.batches)
-  model = build_and_compile(fc, config, preprocessor.table_sizes)
+  model = build_and_compile(fc, config, preprocessor.table_sizes, xla=FLAGS.xla)
   train = ds.map(lambda f: with_labels(f, config.tasks))
   model.fit(train, steps_per_epoch=5, epochs=1, verbose=0)  # trace + warm up
   start = time.perf_counter()
@@ -47,7 +52,7 @@ def main(argv):
   train_seconds = time.perf_counter() - start
   n = FLAGS.batches * FLAGS.batch_size
   print(json.dumps({"benchmark": "input_pipeline", "cpu_count": os.cpu_count(), "preset": FLAGS.preset,
-                    "batch_size": FLAGS.batch_size, "batches": FLAGS.batches,
+                    "xla": FLAGS.xla, "batch_size": FLAGS.batch_size, "batches": FLAGS.batches,
                     "input_only_examples_per_s": round(n / input_seconds),
                     "input_plus_training_examples_per_s": round(n / train_seconds),
                     "input_over_training": round(train_seconds / input_seconds, 2)}, indent=2))

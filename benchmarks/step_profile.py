@@ -1,14 +1,16 @@
 """Op-level breakdown of a TensorFlow profiler trace (the .xplane.pb that `tf.profiler.experimental`
 writes, and TensorBoard's profile plugin reads): where the threads of the host spent their time.
 
-Every event of a host thread is classified by its name and given its self time (its duration less
-that of the events nested in it on the same thread):
+Every event of a host thread is classified by its name and thread, and given its self time (its
+duration less that of the events nested in it on the same thread):
   tf_op    "scope/name:Type": a TensorFlow kernel outside any XLA cluster (grouped by Type);
-  xla      an HLO instruction of a compiled XLA cluster ("dot.3", "transpose_copy_fusion.4", grouped
-           without the numeric suffix), run on the Eigen threads;
-  runtime  a C++ frame ("ExecutorState::Process", "ThunkExecutor::Execute": scheduling, launching,
-           waiting) and anything else.
-Summed over threads, so on 2 cores a step's total can reach twice its wall time.
+  xla      an HLO instruction of a compiled XLA cluster ("dot.3", "transpose_copy_fusion.4",
+           "MatMul_1.48"; grouped without the numeric suffix);
+  runtime  everything else: C++ frames ("ExecutorState::Process", "ThunkExecutor::Execute"), thread
+           pools ("ParallelFor"), and threads that wait: the Python thread for the step it launched
+           ("KernelAndDeviceFunc::Run"), the executor for a cluster ("BlockUntilReady").
+Small clusters run on the calling thread, so every host thread is read. Summed over threads, so on 2 cores
+a step's total can reach twice its wall time.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import re
 
 TF_OP = re.compile(r"^[^:\s]+:([A-Za-z_][A-Za-z0-9_]*)$")  # scope/name:Type, never "Class::method"
 NUMERIC_SUFFIX = re.compile(r"[._]\d+$")
+HLO = re.compile(r"[a-z][\w.\-]*|[A-Z]\w*[._]\d+")  # dot.3, wrapped_reduce-window, MatMul_1.48
 
 
 def latest_trace(logdir: str) -> str:
@@ -31,12 +34,10 @@ def latest_trace(logdir: str) -> str:
 
 def classify(name: str) -> tuple[str, str]:
   """An event name -> (kind, group): see the module docstring."""
-  if "::" in name:
-    return "runtime", name
   match = TF_OP.match(name)
   if match:
     return "tf_op", match.group(1)
-  if re.fullmatch(r"[A-Za-z][\w.\-]*", name):
+  if HLO.fullmatch(name):
     return "xla", NUMERIC_SUFFIX.sub("", name)
   return "runtime", name
 
@@ -68,8 +69,6 @@ def op_breakdown(logdir: str, steps: int, top: int = 8) -> dict:
     if not plane.name.startswith("/host:CPU"):
       continue
     for line in plane.lines:
-      if line.name == "python":  # the Python thread waits for the step it launched
-        continue
       names = plane.event_metadata
       events = [(names[e.metadata_id].name, e.offset_ps, e.duration_ps) for e in line.events]
       for name, ms in self_times(events):

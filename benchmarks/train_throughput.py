@@ -11,11 +11,13 @@ Training FLOPs per example are taken as 3 x the profiler's forward FLOPs (forwar
 estimate). Inputs are a constant in-memory batch with full-length sequences, padded as the input
 pipeline pads them, so only the model step is timed (the input pipeline has its own benchmark). Peak:
 float32 matmuls of --matmul_size squared, in the same process. The baseline revision runs its own copy
-of this script (checked out with `git worktree` into a temporary directory) on the same machine, one
-after the other.
+of this script (checked out with `git worktree` into a temporary directory) on the same machine, in
+alternation with this tree's (--repeats pairs of processes; single runs of one code varied by up to 1.8x
+here between processes).
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,8 @@ flags.DEFINE_string("profile_dir", None, "Also trace --profile_steps steps with 
 flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
 flags.DEFINE_string("baseline_revision", None, "Also measure this git revision (its own script, same flags "
                     "that it knows) and report the speed-up.")
+flags.DEFINE_integer("repeats", 3, "With --baseline_revision: alternating pairs of processes (this tree, the "
+                     "revision); the speed-up is the ratio of the medians.")
 FLAGS = flags.FLAGS
 
 
@@ -100,7 +104,6 @@ def measure() -> dict:
 
 def compare_xla(modes: list[str]) -> dict:
   """{mode: examples/s}, the median over alternating rounds of the same constant batch."""
-  import statistics
   import tensorflow as tf
   from hemix_tf.data.feature_config import load_feature_config
   from hemix_tf.data.padding import pad_lists
@@ -128,22 +131,39 @@ def compare_xla(modes: list[str]) -> dict:
   return {mode: round(statistics.median(r), 1) for mode, r in rates.items()}
 
 
-def measure_revision(revision: str) -> dict:
-  """This benchmark at `revision`, run from a temporary git worktree with the same interpreter."""
+def run_script(tree: str, args: list[str]) -> dict:
+  """This benchmark's JSON, run as `tree`'s copy of the script in a new process."""
+  env = {**os.environ, "PYTHONPATH": tree}
+  if FLAGS.threads:  # TensorFlow's own variables: a revision whose script lacks --threads obeys them too
+    env.update(TF_NUM_INTRAOP_THREADS=str(FLAGS.threads), TF_NUM_INTEROP_THREADS=str(FLAGS.threads))
+  out = subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "train_throughput.py"), *args],
+                       check=True, capture_output=True, text=True, env=env, cwd=tree).stdout
+  return json.loads(out[out.index("{"):])
+
+
+def compare_with_revision(revision: str) -> dict:
+  """The plain measurement of this tree and of `revision` (checked out into a temporary git worktree),
+  each in its own process, alternating --repeats times: a load that drifts hits both alike."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  common = [f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}", f"--matmul_size={FLAGS.matmul_size}"]
+  current_args = [f"--preset={FLAGS.preset}", f"--xla={FLAGS.xla}", *common]
+  baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *common]
+  runs = {"current": [], "baseline": []}
   with tempfile.TemporaryDirectory() as tmp:
     tree = os.path.join(tmp, "tree")
     subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, revision], check=True,
                    capture_output=True)
     try:
-      args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
-              f"--matmul_size={FLAGS.matmul_size}"]
-      env = {**os.environ, "PYTHONPATH": tree}
-      out = subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "train_throughput.py"), *args],
-                           check=True, capture_output=True, text=True, env=env, cwd=tree).stdout
-      return {"revision": revision, **json.loads(out[out.index("{"):])}
+      for _ in range(FLAGS.repeats):
+        runs["current"].append(run_script(repo, current_args))
+        runs["baseline"].append(run_script(tree, baseline_args))
     finally:
       subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", tree], capture_output=True)
+  rates = {side: [run["examples_per_s"] for run in side_runs] for side, side_runs in runs.items()}
+  return {"revision": revision, "repeats": FLAGS.repeats,
+          "examples_per_s": {side: {"median": statistics.median(r), "runs": r} for side, r in rates.items()},
+          "baseline": {**runs["baseline"][0], "examples_per_s": statistics.median(rates["baseline"])},
+          "speedup": round(statistics.median(rates["current"]) / statistics.median(rates["baseline"]), 2)}
 
 
 def main(argv):
@@ -151,12 +171,9 @@ def main(argv):
   current = measure()
   if FLAGS.compare_xla:
     current["examples_per_s_by_xla"] = compare_xla(FLAGS.compare_xla)
-  if not FLAGS.baseline_revision:
-    print(json.dumps(current, indent=2))
-    return
-  baseline = measure_revision(FLAGS.baseline_revision)
-  print(json.dumps({"current": current, "baseline": baseline,
-                    "speedup": round(current["examples_per_s"] / baseline["examples_per_s"], 2)}, indent=2))
+  if FLAGS.baseline_revision:
+    current = {"current": current, "comparison": compare_with_revision(FLAGS.baseline_revision)}
+  print(json.dumps(current, indent=2))
 
 
 if __name__ == "__main__":

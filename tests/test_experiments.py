@@ -187,6 +187,15 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   assert results["protocol"] == protocol and f"Protocol {protocol}" in harness.markdown(results)
 
 
+def test_a_warmup_is_part_of_the_protocol():
+  """Runs with and without a warm-up never share a directory (nor are reused for one another)."""
+  cfg = ExperimentConfig(suite="table4", dataset="synthetic", warmup_steps=100)
+  assert cfg.protocol(1e-3) == "bs256-lr0.001-warmup100-1epoch"
+  assert dataclasses.replace(cfg, warmup_steps=0).protocol(1e-3) == "bs256-lr0.001-1epoch"
+  with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+    dataclasses.replace(cfg, warmup_steps=-1)
+
+
 def test_every_model_name_can_be_selected_with_models():
   """--models is a comma-separated list: a suite's model name with a comma could never be selected."""
   from hemix_tf.experiments.suites import SUITES

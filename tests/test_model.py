@@ -15,7 +15,7 @@ from hemix_tf.model.export import export_saved_model, serving_function
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
 from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
-from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import LinearWarmup, FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import warm_start
 
 from model_inputs import encoded, hemix, random_features, replace, serialize
@@ -513,11 +513,32 @@ def test_learns_a_rule_only_the_global_sequence_reveals(use_global):
     assert auc < 0.6
 
 
+def test_a_warmup_scales_the_first_steps():
+  """With warmup_steps = W, Adam's first update is 1/W of the plain one (Adam's first step moves every
+  coordinate by about the learning rate, whatever the gradient's scale), and step W is at the full rate."""
+  config = dataclasses.replace(SMALL, tasks=("click",))
+  data = with_labels(pad_lists(encoded(PLANTED_FC, _planted_realtime(64, seed=5), config), PLANTED_FC),
+                     config.tasks)
+  moved = {}
+  for warmup in (0, 50):
+    keras.utils.set_random_seed(0)
+    model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla="interaction",
+                              warmup_steps=warmup)
+    head = model.heads["click"].logit
+    model.train_on_batch(*data)  # builds, then one step
+    before = head.kernel.numpy()
+    model.train_on_batch(*data)
+    moved[warmup] = np.abs(head.kernel.numpy() - before).max()
+  assert moved[50] == pytest.approx(moved[0] * 2 / 50, rel=0.2)  # the second step: 2/50 of the rate
+  assert [float(LinearWarmup(1e-3, 50)(step)) for step in (0, 49, 50, 10_000)] == pytest.approx(
+      [2e-5, 1e-3, 1e-3, 1e-3])
+
+
 @pytest.mark.parametrize("xla", ["step", "interaction"])
 def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
   """Padded inputs (hemix_tf.data.padding) make the whole step XLA-compilable, and the dense part after
-  the gathers compiles on its own, as does Adam's update; over 50 steps the losses match the uncompiled step's from the same
-  seed (float reassociation only)."""
+  the gathers compiles on its own, as does Adam's update; over 50 steps the losses match the uncompiled
+  step's from the same seed (float reassociation only)."""
   config = dataclasses.replace(SMALL, tasks=("click",))
   data = pad_lists(encoded(PLANTED_FC, _planted_realtime(3200, seed=5), config), PLANTED_FC)  # 50 new batches
   ds = tf.data.Dataset.from_tensor_slices(data).batch(64).map(lambda f: with_labels(f, config.tasks)).repeat()

@@ -31,6 +31,8 @@ flags.DEFINE_integer("embedding_dim", None, "Every embedding's width for every m
 flags.DEFINE_integer("batch_size", 256, "Batch size, the same for every model.", flag_values=FLAGS)
 flags.DEFINE_list("learning_rates", ["1e-3"], "The learning rate, the same for every model; several: the one "
                   "with the best mean validation CTR AUC over the models is used.", flag_values=FLAGS)
+flags.DEFINE_integer("warmup_steps", 0, "The learning rate rises linearly over these first steps, for every "
+                     "model (0: constant from the first step).", flag_values=FLAGS)
 flags.DEFINE_float("validation_fraction", 0.1, "The last share of train (by time) that tuning scores on.",
                    flag_values=FLAGS)
 flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
@@ -48,7 +50,8 @@ def main(argv) -> None:
       suite=FLAGS.suite, dataset=FLAGS.dataset, output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
       train_steps=FLAGS.train_steps, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       sequence_lengths=tuple(int(n) for n in FLAGS.sequence_lengths) or None, embedding_dim=FLAGS.embedding_dim,
-      learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), validation_fraction=FLAGS.validation_fraction,
+      learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), warmup_steps=FLAGS.warmup_steps,
+      validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
       on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir))
   print(markdown(results))

@@ -56,6 +56,7 @@ class ExperimentConfig:
   xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers + Adam)
   source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
+  warmup_steps: int = 0  # the learning rate rises linearly over these first steps (LinearWarmup)
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
   synthetic_impressions: int = 1_000_000
   models: tuple[str, ...] = ()  # a subset of the suite's models (default: all)
@@ -82,6 +83,8 @@ class ExperimentConfig:
       raise ValueError(f"sequence_lengths must be two positive lengths (L_G, L_R): {self.sequence_lengths}")
     if self.embedding_dim is not None and self.embedding_dim < 1:
       raise ValueError(f"embedding_dim must be positive: {self.embedding_dim}")
+    if self.warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be >= 0: {self.warmup_steps}")
 
   def protocol(self, learning_rate: float) -> str:
     """The shared hyper-parameters as a directory name, e.g. bs256-lr0.001-1epoch."""
@@ -89,7 +92,8 @@ class ExperimentConfig:
               "1epoch" if self.epochs == 1 else f"{self.epochs}epochs")
     lengths = f"-L{self.sequence_lengths[0]}x{self.sequence_lengths[1]}" if self.sequence_lengths else ""
     width = f"-emb{self.embedding_dim}" if self.embedding_dim else ""
-    return f"bs{self.batch_size}-lr{learning_rate:g}-{length}{lengths}{width}"
+    warmup = f"-warmup{self.warmup_steps}" if self.warmup_steps else ""
+    return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}"
 
   def model_config(self, name: str):
     """The suite's config of model `name`, with the protocol's embedding width."""
@@ -167,7 +171,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
   train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
                        repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
                        pad_for=fc)
-  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla)
+  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla, cfg.warmup_steps)
   start = time.perf_counter()
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open("w") as out:

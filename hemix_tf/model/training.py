@@ -28,6 +28,24 @@ class FailOnNonFiniteLoss(keras.callbacks.Callback):
                                "diverging learning rate; nothing was exported")
 
 
+@keras.utils.register_keras_serializable(package="hemix_tf")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+  """The learning rate rising linearly to `learning_rate` over the first `warmup_steps` steps, then
+  constant: Adam's first steps, whose second-moment estimates rest on a handful of gradients, move the
+  weights by up to the full rate in every coordinate; a wide read-out can diverge there
+  (docs/ARCHITECTURE.md, finding 19)."""
+
+  def __init__(self, learning_rate: float, warmup_steps: int):
+    self.learning_rate, self.warmup_steps = learning_rate, warmup_steps
+
+  def __call__(self, step):
+    ramp = tf.cast(step + 1, tf.float32) / self.warmup_steps
+    return self.learning_rate * tf.minimum(1.0, ramp)
+
+  def get_config(self) -> dict:
+    return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
   """An encoded batch -> (features, {task: float label}) for `model.fit`."""
   return features, {task: tf.cast(features[task], tf.float32) for task in tasks}
@@ -56,18 +74,19 @@ XLA_MODES = ("off", "step", "interaction")
 
 
 def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_sizes: Mapping[str, int],
-                      learning_rate: float = 1e-3, xla: str = "off") -> keras.Model:
+                      learning_rate: float = 1e-3, xla: str = "off", warmup_steps: int = 0) -> keras.Model:
   """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task.
   `xla`: "step" compiles the whole training step with XLA (its inputs must be padded:
   make_dataset(pad_for=...)); "interaction" compiles the dense computations only: HeMix's part
   after the embedding gathers (whose gradients then stay sparse; other models run uncompiled) and
-  Adam's update of each variable (docs/BENCHMARKS.md: the faster on CPU); "off" compiles nothing."""
+  Adam's update of each variable (docs/BENCHMARKS.md: the faster on CPU); "off" compiles nothing.
+  `warmup_steps` > 0: the learning rate rises linearly over these first steps (LinearWarmup)."""
   if xla not in XLA_MODES:
     raise ValueError(f"xla='{xla}' is not one of {XLA_MODES}")
   model = build_model(feature_config, config, table_sizes)
   if xla == "interaction" and isinstance(model, HeMix):
     model.xla_interaction = True
-  optimizer = keras.optimizers.Adam(learning_rate)
+  optimizer = keras.optimizers.Adam(LinearWarmup(learning_rate, warmup_steps) if warmup_steps else learning_rate)
   # Keras compiles the update only where it finds a GPU; on CPU one fused loop per variable instead
   # of ~10 element-wise kernels is faster too (docs/BENCHMARKS.md, "Profile of the step").
   optimizer.jit_compile = xla == "interaction"
