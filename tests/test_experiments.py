@@ -21,7 +21,9 @@ def test_group_auc_and_rela_imp():
   assert np.isnan(rela_imp(0.6, 0.5))  # a base at chance: undefined, not a crash of the aggregation
 
 
-SYNTHETIC = {"dataset": "synthetic", "synthetic_impressions": 1500, "train_steps": 3}
+# Runs of 3 steps test the harness, not the step: uncompiled, they skip XLA's compile time (the
+# default xla="interaction" is tested in test_model and, through the Trainer, in test_pipeline).
+SYNTHETIC = {"dataset": "synthetic", "synthetic_impressions": 1500, "train_steps": 3, "xla": "off"}
 
 
 @pytest.fixture(scope="module")
