@@ -514,8 +514,8 @@ def test_learns_a_rule_only_the_global_sequence_reveals(use_global):
 
 
 def test_a_warmup_scales_the_first_steps():
-  """With warmup_steps = W, Adam's first update is 1/W of the plain one (Adam's first step moves every
-  coordinate by about the learning rate, whatever the gradient's scale), and step W is at the full rate."""
+  """With warmup_steps = W, step k of Adam runs at (k + 1) / W of the rate (Adam's first steps move every
+  coordinate by about the rate, whatever the gradient's scale), and from step W - 1 at the full rate."""
   config = dataclasses.replace(SMALL, tasks=("click",))
   data = with_labels(pad_lists(encoded(PLANTED_FC, _planted_realtime(64, seed=5), config), PLANTED_FC),
                      config.tasks)
@@ -529,7 +529,11 @@ def test_a_warmup_scales_the_first_steps():
     before = head.kernel.numpy()
     model.train_on_batch(*data)
     moved[warmup] = np.abs(head.kernel.numpy() - before).max()
-  assert moved[50] == pytest.approx(moved[0] * 2 / 50, rel=0.2)  # the second step: 2/50 of the rate
+  # The second step at 2/50 of the rate: after a tiny first step the gradient has barely changed, so
+  # Adam's m/sqrt(v) is ~1 and the largest coordinate moves by the step's rate; the plain run's moves
+  # by a good share of the full rate.
+  assert moved[50] == pytest.approx(1e-3 * 2 / 50, rel=0.05)
+  assert moved[0] > 10 * moved[50]
   assert [float(LinearWarmup(1e-3, 50)(step)) for step in (0, 49, 50, 10_000)] == pytest.approx(
       [2e-5, 1e-3, 1e-3, 1e-3])
 
@@ -547,11 +551,14 @@ def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
     keras.utils.set_random_seed(0)
     model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla=xla if jit else "off")
     curves[jit] = [model.train_on_batch(*batch)[0] for batch in ds.take(50)]
-    if jit and xla == "interaction":  # compiled: the dense part as one XLA cluster, Adam's update per variable
+    if jit and xla == "interaction":  # compiled: the dense part as one XLA cluster, and Adam's update of
+      # every variable but the embedding tables (their sparse gradients change shape every step)
       graph = model.train_function.get_concrete_function(iter(ds)).graph.as_graph_def()
       compiled = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
       assert any("_interaction" in name for name in compiled)
-      assert sum("_update_step_xla" in name for name in compiled) == len(model.trainable_variables)
+      tables = len(model.embedding.trainable_variables)
+      assert tables > 0
+      assert sum("_update_step_xla" in name for name in compiled) == len(model.trainable_variables) - tables
   assert curves[False][-1] < curves[False][0] - 0.05  # it learns
   # Float reassociation under XLA: the first steps agree closely (the first four to 1e-5); later the two
   # runs drift apart as any two float orders of the same training do (with both searches by step 12 past

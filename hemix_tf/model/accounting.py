@@ -72,18 +72,12 @@ def full_length_features(feature_config: FeatureConfig, batch: int = 1) -> dict:
 
 
 def forward_flops(model: tf.keras.Model, feature_config: FeatureConfig) -> int:
-  """Forward FLOPs of one example, counted by TensorFlow's profiler on the traced graph (traced
-  uncompiled: the profiler does not count inside an XLA cluster, `HeMix.xla_interaction`)."""
+  """Forward FLOPs of one example, counted by TensorFlow's profiler on the traced inference graph
+  (uncompiled: `HeMix.xla_interaction` compiles the training step only, and the profiler would not
+  count inside an XLA cluster)."""
   features = full_length_features(feature_config, batch=1)
-  compiled = getattr(model, "xla_interaction", False)
-  try:
-    if compiled:
-      model.xla_interaction = False
-    model(features)  # build
-    concrete = tf.function(lambda: model(features)).get_concrete_function()
-  finally:
-    if compiled:
-      model.xla_interaction = True
+  model(features)  # build
+  concrete = tf.function(lambda: model(features, training=False)).get_concrete_function()
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options["output"] = "none"
   return int(tf.compat.v1.profiler.profile(concrete.graph, options=options).total_float_ops)

@@ -74,8 +74,9 @@ class HeMix(RankingModel):
     self.searched = tuple(s for s in searched_sequences(feature_config, config) if s in self.extractors)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
-    # XLA on `interaction` only (build_and_compile(xla="interaction")): the embedding gathers and their
-    # sparse gradients stay outside the compiled cluster. An execution choice, not part of the config.
+    # XLA on `interaction` in the training step (build_and_compile(xla="interaction")): the embedding
+    # gathers and their sparse gradients stay outside the compiled cluster. An execution choice, not
+    # part of the config.
     self.xla_interaction = False
 
   def _dynamic_queries(self, t_ns: tf.Tensor) -> dict:
@@ -129,8 +130,10 @@ class HeMix(RankingModel):
     return self._predict(tf.concat(list(self._token_groups(e_uic, sequences, search).values()), axis=1))
 
   def call(self, features: dict, training=None) -> dict:
-    interaction = (tf.function(self.interaction, jit_compile=True) if self.xla_interaction
-                   else self.interaction)
+    # Compiled in the training step only: evaluation and FLOP counting trace the plain graph (every new
+    # eval batch shape would compile again), and so does export (`export_saved_model` also clears the flag).
+    compiled = self.xla_interaction and training
+    interaction = tf.function(self.interaction, jit_compile=True) if compiled else self.interaction
     return interaction(*self.lookups(features))
 
   # User-item decoupled scoring (beyond the paper): U users with M candidates each. The sequences'

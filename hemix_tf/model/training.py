@@ -46,6 +46,24 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
+class Adam(keras.optimizers.Adam):
+  """Keras' Adam, whose update of each variable with a dense gradient is one XLA-compiled loop when
+  `jit_compile` (Keras sets it only where it finds a GPU; on this CPU it replaces ~10 element-wise
+  kernels per variable). Sparse gradients (the embedding lookups') keep the uncompiled update: the
+  number of rows a batch touches changes every step, and each new shape would compile again."""
+
+  def _update_step_xla(self, gradient, variable, key):
+    if isinstance(gradient, tf.IndexedSlices):
+      return self._update_step(gradient, variable)
+    return super()._update_step_xla(gradient, variable, key)
+
+  def _trackable_children(self, save_type="checkpoint", **kwargs):
+    """Without the compiled update (one traced function per variable): a SavedModel has no use for it,
+    and serialising them took about a minute of every export."""
+    children = super()._trackable_children(save_type, **kwargs)
+    return {name: child for name, child in children.items() if name != "_update_step_xla"}
+
+
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
   """An encoded batch -> (features, {task: float label}) for `model.fit`."""
   return features, {task: tf.cast(features[task], tf.float32) for task in tasks}
@@ -78,17 +96,16 @@ def build_and_compile(feature_config: FeatureConfig, config: InputConfig, table_
   """`build_model` with one BCE loss per task (Eq. 23, summed), Adam, and AUC per task.
   `xla`: "step" compiles the whole training step with XLA (its inputs must be padded:
   make_dataset(pad_for=...)); "interaction" compiles the dense computations only: HeMix's part
-  after the embedding gathers (whose gradients then stay sparse; other models run uncompiled) and
-  Adam's update of each variable (docs/BENCHMARKS.md: the faster on CPU); "off" compiles nothing.
+  after the embedding gathers in the training step (whose gradients then stay sparse; other models run
+  uncompiled) and Adam's update of each dense-gradient variable (docs/BENCHMARKS.md); "off" compiles
+  nothing.
   `warmup_steps` > 0: the learning rate rises linearly over these first steps (LinearWarmup)."""
   if xla not in XLA_MODES:
     raise ValueError(f"xla='{xla}' is not one of {XLA_MODES}")
   model = build_model(feature_config, config, table_sizes)
   if xla == "interaction" and isinstance(model, HeMix):
     model.xla_interaction = True
-  optimizer = keras.optimizers.Adam(LinearWarmup(learning_rate, warmup_steps) if warmup_steps else learning_rate)
-  # Keras compiles the update only where it finds a GPU; on CPU one fused loop per variable instead
-  # of ~10 element-wise kernels is faster too (docs/BENCHMARKS.md, "Profile of the step").
+  optimizer = Adam(LinearWarmup(learning_rate, warmup_steps) if warmup_steps else learning_rate)
   optimizer.jit_compile = xla == "interaction"
   model.compile(optimizer=optimizer,
                 loss={task: keras.losses.BinaryCrossentropy() for task in config.tasks},
