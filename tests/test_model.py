@@ -481,7 +481,7 @@ def _planted_global(batch: int, seed: int) -> dict:
 
 def _auc_after_training(config, planted) -> float:
   keras.utils.set_random_seed(0)
-  model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla="interaction")  # the default's
+  model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3)
   train = tf.data.Dataset.from_tensor_slices(encoded(PLANTED_FC, planted(20_000, seed=10), config))
   model.fit(train.shuffle(20_000, seed=0).batch(128).map(lambda f: with_labels(f, config.tasks)).repeat(),
             steps_per_epoch=600, epochs=1, verbose=0)
@@ -522,8 +522,7 @@ def test_a_warmup_scales_the_first_steps():
   moved = {}
   for warmup in (0, 50):
     keras.utils.set_random_seed(0)
-    model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, xla="interaction",
-                              warmup_steps=warmup)
+    model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3, warmup_steps=warmup)
     head = model.heads["click"].logit
     model.train_on_batch(*data)  # builds, then one step
     before = head.kernel.numpy()
