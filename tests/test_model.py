@@ -558,6 +558,10 @@ def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
       tables = len(model.embedding.trainable_variables)
       assert tables > 0
       assert sum("_update_step_xla" in name for name in compiled) == len(model.trainable_variables) - tables
+      # ... and in the training step only: inference (evaluation, export) traces the plain graph
+      features = next(iter(ds))[0]
+      inference = tf.function(lambda f: model(f, training=False)).get_concrete_function(features).graph
+      assert not any(f.attr["_XlaMustCompile"].b for f in inference.as_graph_def().library.function)
   assert curves[False][-1] < curves[False][0] - 0.05  # it learns
   # Float reassociation under XLA: the first steps agree closely (the first four to 1e-5); later the two
   # runs drift apart as any two float orders of the same training do (with both searches by step 12 past
