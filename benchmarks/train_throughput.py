@@ -3,6 +3,8 @@ with --baseline_revision, the same measurement of that git revision's code in th
 
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --xla=interaction
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --compare_xla=off,step,interaction
+  .venv/bin/python benchmarks/train_throughput.py --preset=paper-small --precision=mixed_bfloat16 \
+      --compare_xla=off,off:mixed_bfloat16,interaction,interaction:mixed_bfloat16
   .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
       --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
@@ -31,8 +33,10 @@ flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
 flags.DEFINE_enum("xla", "off", ["off", "step", "interaction"], "XLA: the whole training step, or HeMix's "
                   "dense part after the embedding gathers (build_and_compile).")
-flags.DEFINE_list("compare_xla", [], "Also time these XLA modes side by side in this process, in alternating "
-                  "rounds (a load that drifts during the run then hits every mode alike).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "HeMixConfig.precision: the dtype "
+                  "HeMix's layers after the lookups compute in.")
+flags.DEFINE_list("compare_xla", [], "Also time these XLA modes (MODE, or MODE:PRECISION) side by side in this "
+                  "process, in alternating rounds (a load that drifts during the run then hits every mode alike).")
 flags.DEFINE_integer("rounds", 8, "Alternating rounds of --compare_xla (each of --steps / rounds steps).")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_string("baseline_preset", None, "The baseline revision's preset (default: --preset); presets are "
@@ -73,7 +77,7 @@ def measure() -> dict:
   from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
   fc = load_feature_config("synthetic-lbs")
-  config = preset(FLAGS.preset)
+  config = preset(FLAGS.preset, precision=FLAGS.precision)
   model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes,
                             xla=FLAGS.xla)
   flops = forward_flops(model, fc)
@@ -96,7 +100,7 @@ def measure() -> dict:
     tf.profiler.experimental.stop()
     profile = {"profile": {"dir": FLAGS.profile_dir, **op_breakdown(FLAGS.profile_dir, FLAGS.profile_steps)}}
   return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
-          "threads": FLAGS.threads or "default", "xla": FLAGS.xla,
+          "threads": FLAGS.threads or "default", "xla": FLAGS.xla, "precision": FLAGS.precision,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
           "examples_per_s": round(examples_per_s, 1),
           "forward_gflops_per_example": round(flops / 1e9, 5),
@@ -105,8 +109,9 @@ def measure() -> dict:
           "fraction_of_peak": round(achieved / peak, 4), **profile}
 
 
-def compare_xla(modes: list[str]) -> dict:
-  """{mode: examples/s}, the median over alternating rounds of the same constant batch."""
+def compare_xla(variants: list[str]) -> dict:
+  """{variant: examples/s}, the median over alternating rounds of the same constant batch; a variant is an
+  XLA mode, or MODE:PRECISION (default: --precision)."""
   import tensorflow as tf
   from hemix_tf.data.feature_config import load_feature_config
   from hemix_tf.data.padding import pad_lists
@@ -115,23 +120,25 @@ def compare_xla(modes: list[str]) -> dict:
   from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
   fc = load_feature_config("synthetic-lbs")
-  config = preset(FLAGS.preset)
+  models = {}
+  for variant in variants:
+    mode, _, precision = variant.partition(":")
+    config = preset(FLAGS.preset, precision=precision or FLAGS.precision)
+    models[variant] = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=mode)
   features, labels = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
-  models = {mode: build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=mode)
-            for mode in modes}
   for model in models.values():
     for _ in range(3):  # trace (and compile) + warm up
       model.train_on_batch(features, labels)
   steps = max(1, FLAGS.steps // FLAGS.rounds)
-  rates = {mode: [] for mode in modes}
+  rates = {variant: [] for variant in variants}
   for _ in range(FLAGS.rounds):
-    for mode, model in models.items():
+    for variant, model in models.items():
       start = time.perf_counter()
       for _ in range(steps):
         model.train_on_batch(features, labels)
-      rates[mode].append(steps * FLAGS.batch_size / (time.perf_counter() - start))
+      rates[variant].append(steps * FLAGS.batch_size / (time.perf_counter() - start))
   tf.keras.backend.clear_session()
-  return {mode: round(statistics.median(r), 1) for mode, r in rates.items()}
+  return {variant: round(statistics.median(r), 1) for variant, r in rates.items()}
 
 
 def run_script(tree: str, args: list[str]) -> dict:
@@ -149,7 +156,7 @@ def compare_with_revision(revision: str) -> dict:
   each in its own process, alternating --repeats times: a load that drifts hits both alike."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   common = [f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}", f"--matmul_size={FLAGS.matmul_size}"]
-  current_args = [f"--preset={FLAGS.preset}", f"--xla={FLAGS.xla}", *common]
+  current_args = [f"--preset={FLAGS.preset}", f"--xla={FLAGS.xla}", f"--precision={FLAGS.precision}", *common]
   baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *common]
   runs = {"current": [], "baseline": []}
   with tempfile.TemporaryDirectory() as tmp:

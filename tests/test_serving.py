@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from tensorflow_serving.apis import prediction_log_pb2
 
 from hemix_tf.data.feature_config import FeatureGroup, load_feature_config
@@ -17,7 +18,7 @@ from hemix_tf.model.export import ROW_LENGTHS, Signatures, export_saved_model, m
 from hemix_tf.model.warmup import WARMUP_FILE
 from hemix_tf.model.training import hashing_preprocessor
 
-from model_inputs import hemix, random_features, rows, serialize, serialize_row
+from model_inputs import encoded, hemix, random_features, rows, serialize, serialize_row
 
 FC = load_feature_config("synthetic-lbs")
 SMALL = preset("cpu-small")
@@ -34,33 +35,73 @@ def signatures():
   return _signatures(SMALL)
 
 
+def _candidates(users: int, per_user: int) -> tuple[list, list]:
+  """`users` users' rows (user features, both sequences) and users x per_user candidates' rows, every
+  other candidate's category taken from its user's history (the search finds it)."""
+  user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
+  item_rows = rows(random_features(FC, users * per_user, seed=2))
+  for i, row in enumerate(item_rows):
+    history = user_rows[i // per_user]["global_category" if i % 4 == 1 else "realtime_category"]
+    if i % 2 and len(history):
+      row["category"] = history[:1]
+  return ([{k: v for k, v in r.items() if k not in CANDIDATE} for r in user_rows],
+          [{k: v for k, v in r.items() if k in CANDIDATE} for r in item_rows])
+
+
+def _joined_and_decoupled(signatures, users: int = 3, per_user: int = 7) -> tuple[dict, dict]:
+  """The scores of the same candidates by serving_default (joined examples, [U·M]) and by
+  score_candidates ([U, M])."""
+  user_side, candidates = _candidates(users, per_user)
+  joined = [serialize_row({**user_side[i // per_user], **c}) for i, c in enumerate(candidates)]
+  expected = signatures["serving_default"](examples=tf.constant(joined))
+  got = signatures["score_candidates"](
+      user_example=tf.constant([serialize_row(u) for u in user_side]),
+      candidates=tf.reshape(tf.constant([serialize_row(c) for c in candidates]), [users, per_user]))
+  return {t: p.numpy() for t, p in expected.items()}, {t: p.numpy() for t, p in got.items()}
+
+
 @pytest.mark.parametrize("search", ["default", "none", "global"])
 def test_score_candidates_equals_per_example_scores(search, signatures):
   assert SMALL.global_search and SMALL.realtime_search  # the module's signatures search both sequences
   if search != "default":
     signatures = _signatures(dataclasses.replace(SMALL, global_search=search == "global", realtime_search=False))
   users, per_user = 3, 7
-  user_rows = rows(random_features(FC, users, seed=1, max_lengths={"global": 40, "realtime": 6}))
-  item_rows = rows(random_features(FC, users * per_user, seed=2))
-  for i, row in enumerate(item_rows):  # a candidate's category in its user's history (the search finds it)
-    history = user_rows[i // per_user]["global_category" if i % 4 == 1 else "realtime_category"]
-    if i % 2 and len(history):
-      row["category"] = history[:1]
-  user_side = [{k: v for k, v in r.items() if k not in CANDIDATE} for r in user_rows]
-  candidates = [{k: v for k, v in r.items() if k in CANDIDATE} for r in item_rows]
-  joined = [serialize_row({**user_side[i // per_user], **c}) for i, c in enumerate(candidates)]
-  expected = signatures["serving_default"](examples=tf.constant(joined))
-  got = signatures["score_candidates"](
-      user_example=tf.constant([serialize_row(u) for u in user_side]),
-      candidates=tf.reshape(tf.constant([serialize_row(c) for c in candidates]), [users, per_user]))
+  expected, got = _joined_and_decoupled(signatures, users, per_user)
   for task in SMALL.tasks:
     assert got[task].shape == (users, per_user)
-    np.testing.assert_allclose(got[task].numpy().reshape(-1), expected[task].numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[task].reshape(-1), expected[task], atol=1e-5)
   # The candidates matter (different scores), and a user's scores do not depend on the other users.
-  assert np.std(got["click"].numpy()) > 1e-4
+  assert np.std(got["click"]) > 1e-4
+  user_side, candidates = _candidates(users, per_user)
   alone = signatures["score_candidates"](user_example=tf.constant([serialize_row(user_side[1])]),
                                          candidates=tf.constant([[serialize_row(c) for c in candidates[7:14]]]))
-  np.testing.assert_allclose(alone["click"].numpy()[0], got["click"].numpy()[1], atol=1e-5)
+  np.testing.assert_allclose(alone["click"].numpy()[0], got["click"][1], atol=1e-5)
+
+
+def test_mixed_bfloat16_serves_both_signatures_near_float32(signatures):
+  """HeMixConfig.precision="mixed_bfloat16" with the float32 model's weights: both signatures trace,
+  return float32 probabilities, and agree with float32 to bfloat16's precision (not exactly: it does
+  compute in bfloat16, including on the decoupled path, whose methods run outside Keras' __call__)."""
+  mixed = dataclasses.replace(SMALL, precision="mixed_bfloat16")
+  model, reference = hemix(FC, mixed), hemix(FC, SMALL)
+  batch = encoded(FC, random_features(FC, 2), SMALL)
+  model(batch), reference(batch)
+  model.set_weights(reference.get_weights())
+  assert all(v.dtype == tf.float32 for v in model.variables)  # float32 weights, bfloat16 compute:
+  def dtypes(module) -> dict:
+    return {layer.name: layer.compute_dtype for layer in module.submodules if isinstance(layer, keras.layers.Layer)}
+  lookups = dtypes(model.embedding)
+  assert len(lookups) > 10 and set(lookups.values()) == {"float32"}  # the lookups and their sparse gradients
+  interaction = {name: dtype for name, dtype in dtypes(model).items() if name not in lookups and name != "embedding"}
+  assert interaction["w_o"] == interaction["event_norm"] == interaction["ln_ffn"] == "bfloat16"  # built in build()
+  assert set(interaction.values()) == {"bfloat16"}
+  expected_f32, got_f32 = _joined_and_decoupled(Signatures(reference, hashing_preprocessor(FC, SMALL), FC).all())
+  expected, got = _joined_and_decoupled(Signatures(model, hashing_preprocessor(FC, mixed), FC).all())
+  for task in SMALL.tasks:
+    assert expected[task].dtype == got[task].dtype == np.float32
+    np.testing.assert_allclose(expected[task], expected_f32[task], atol=0.02)
+    np.testing.assert_allclose(got[task], got_f32[task], atol=0.02)
+    assert np.abs(got[task] - got_f32[task]).max() > 1e-5  # it is not float32 in disguise
 
 
 def test_score_candidates_names_a_shape_mismatch(signatures):

@@ -121,6 +121,9 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # grows with the log of the interest (the synthetic generator's w_interest term).
         "fixes + flatten + pre-LN + SIM hard search + real-time search + sink attention": dataclasses.replace(
             BOTH_SEARCHES, attention_normalization="sink"),
+        # An execution choice, not a deviation: the layers after the lookups compute in bfloat16 (faster
+        # matmuls on CPUs with AMX / AVX-512 BF16, and on GPUs); does the AUC hold?
+        "default in mixed bfloat16": dataclasses.replace(HEMIX, precision="mixed_bfloat16"),
         # The same searches given to the strongest baseline (its DIN poolings), for a fair comparison.
         "DLRM + SIM hard search": dataclasses.replace(DLRM, realtime_search=False),
         "DLRM + SIM hard search + real-time search": DLRM,

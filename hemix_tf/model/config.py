@@ -19,6 +19,8 @@ class Interaction(str, enum.Enum):
 
 
 POOLINGS = ("mean", "flatten")
+# HeMixConfig.precision: Keras dtype policies (variables float32; "mixed_bfloat16" computes in bfloat16).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +74,13 @@ class HeMixConfig(InputConfig):
   use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence
   use_global_sequence: bool = True
   use_realtime_sequence: bool = True
+  # The dtype the layers after the embedding lookups compute in (model/precision.py); the weights, the
+  # embeddings and the probabilities stay float32. An execution choice: the paper's architecture either way.
+  precision: str = "float32"
 
   def __post_init__(self):
+    if self.precision not in PRECISIONS:
+      raise ValueError(f"precision '{self.precision}' is not one of {PRECISIONS}")
     if self.n_ns % 5:
       raise ValueError(f"n_ns={self.n_ns} must split 4:1 into global / real-time queries (a multiple of 5)")
     if self.d_t % self.mixer_heads:

@@ -18,6 +18,7 @@ from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
+from hemix_tf.model.precision import autocast, cast_floats, compute_dtype, policy_scope
 from hemix_tf.model.search import search_ids, search_mask, search_masks, searched_sequences
 from hemix_tf.model.tokenization import NSTokenizer, QueryMixedInterestExtraction, mlp
 from hemix_tf.model.serializable import RankingModel
@@ -45,7 +46,7 @@ class PredictionHead(keras.layers.Layer):
     x = pooled
     for layer in self.hidden:
       x = layer(x)
-    return tf.sigmoid(self.logit(x))[:, 0]
+    return tf.sigmoid(tf.cast(self.logit(x), tf.float32))[:, 0]  # float32 whatever the compute dtype
 
 
 @keras.utils.register_keras_serializable(package="hemix_tf")
@@ -59,6 +60,15 @@ class HeMix(RankingModel):
                **kwargs):
     super().__init__(feature_config, config, table_sizes, **kwargs)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
+    with policy_scope(config.precision):
+      self._build_interaction(feature_config, config)
+    # XLA on `interaction` in the training step (build_and_compile(xla="interaction")): the embedding
+    # gathers and their sparse gradients stay outside the compiled cluster. An execution choice, not
+    # part of the config.
+    self.xla_interaction = False
+
+  def _build_interaction(self, feature_config: FeatureConfig, config: HeMixConfig):
+    """The layers after the lookups (Eqs. 2-22), constructed under the dtype policy of `config.precision`."""
     self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, name="ns_tokenizer")
     self.extractors = {}
     for seq, dyn, fixed, used in (
@@ -74,10 +84,6 @@ class HeMix(RankingModel):
     self.searched = tuple(s for s in searched_sequences(feature_config, config) if s in self.extractors)
     self.blocks = [interaction_block(config, i) for i in range(config.num_blocks)]
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
-    # XLA on `interaction` in the training step (build_and_compile(xla="interaction")): the embedding
-    # gathers and their sparse gradients stay outside the compiled cluster. An execution choice, not
-    # part of the config.
-    self.xla_interaction = False
 
   def _dynamic_queries(self, t_ns: tf.Tensor) -> dict:
     """T_NS [..., N_NS, d_T] -> the 4:1 split into T_NS^G and T_NS^R."""
@@ -126,7 +132,9 @@ class HeMix(RankingModel):
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def interaction(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
-    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
+    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out; computed
+    in the dtype of `config.precision`."""
+    e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
     return self._predict(tf.concat(list(self._token_groups(e_uic, sequences, search).values()), axis=1))
 
   def call(self, features: dict, training=None) -> dict:
@@ -143,9 +151,11 @@ class HeMix(RankingModel):
   def user_states(self, user_features: dict) -> dict:
     """Encoded sequences of U users -> per sequence the candidate-independent state, each tensor
     [U, 1, ...] so that it broadcasts over the user's candidates."""
-    states = {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
-                  *self.embedding.sequence(user_features, s)).items()}
-              for s, extractor in self.extractors.items()}
+    dtype = compute_dtype(self.config.precision)
+    with autocast(self.config.precision):
+      states = {s: {k: tf.expand_dims(t, 1) for k, t in extractor.user_state(
+                    *cast_floats(self.embedding.sequence(user_features, s), dtype)).items()}
+                for s, extractor in self.extractors.items()}
     for s in self.searched:
       states[s]["search_ids"] = tf.expand_dims(search_ids(self.feature_config, user_features, s), 1)  # [U, 1, L]
     return states
@@ -153,13 +163,18 @@ class HeMix(RankingModel):
   def score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
     """Encoded non-sequential features of U·M candidates (user-major; each user's own features repeated
     on its M rows) and the U users' `user_states` -> {task: probability [U, M]}."""
+    with autocast(self.config.precision):
+      return self._score_candidates(candidate_features, user_states, candidates_per_user)
+
+  def _score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
     t_ns = self.ns_tokenizer(self.embedding.non_sequential(candidate_features))  # [U·M, N_NS, d_T]
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
     if self.searched:
       candidate_ids = tf.reshape(candidate_features[self.feature_config.sequence.search], [-1, candidates_per_user])
-      search = {s: search_mask(user_states[s]["search_ids"], candidate_ids) for s in self.searched}  # [U, M, L]
+      search = {s: tf.cast(search_mask(user_states[s]["search_ids"], candidate_ids), t_ns.dtype)
+                for s in self.searched}  # [U, M, L]
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]
     t = tf.concat(seq_tokens + [t_ns], axis=-2)

@@ -136,9 +136,10 @@ class TransformerBlock(keras.layers.Layer):
 
   def build(self, input_shape):
     d_t = input_shape[-1]
-    self.attention = keras.layers.MultiHeadAttention(self.heads, d_t // self.heads, name="mhsa")
-    self.ffn = keras.Sequential([keras.layers.Dense(self.expansion * d_t, activation="relu"),
-                                 keras.layers.Dense(d_t)], name="ffn")
+    policy = self.dtype_policy  # sub-layers built here compute as this layer does (model/precision.py)
+    self.attention = keras.layers.MultiHeadAttention(self.heads, d_t // self.heads, name="mhsa", dtype=policy)
+    self.ffn = keras.Sequential([keras.layers.Dense(self.expansion * d_t, activation="relu", dtype=policy),
+                                 keras.layers.Dense(d_t, dtype=policy)], name="ffn", dtype=policy)
     super().build(input_shape)
 
   def call(self, tokens: tf.Tensor, mask: tf.Tensor | None = None, outputs: int | None = None) -> tf.Tensor:

@@ -5,6 +5,8 @@ L_Q queries (dynamic T_NS^s then fixed Q^s), d attention width, h heads (d_h = d
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -102,12 +104,13 @@ class MixedHeteroAttention(keras.layers.Layer):
       # moving between v_0 and the events' values changes the token's direction from the start.
       self.null_value = self.add_weight(name="null_value", shape=[self.heads, d_h],
                                         initializer=keras.initializers.RandomNormal(stddev=1.0))
-    self.w_o = keras.layers.Dense(self.d_t, name="w_o")
+    policy = self.dtype_policy  # sub-layers built here compute as this layer does (model/precision.py)
+    self.w_o = keras.layers.Dense(self.d_t, name="w_o", dtype=policy)
     if self.qk_norm:
-      self.q_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="q_norm")
-      self.k_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="k_norm")
+      self.q_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="q_norm", dtype=policy)
+      self.k_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="k_norm", dtype=policy)
     if self.event_norm:
-      self.e_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="event_norm")
+      self.e_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="event_norm", dtype=policy)
     super().build(input_shape)
 
   def _heads(self, x: tf.Tensor) -> tf.Tensor:  # [..., n, d] -> [..., h, n, d_h]
@@ -134,13 +137,13 @@ class MixedHeteroAttention(keras.layers.Layer):
     q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
     if self.qk_norm:
       q = normalize_last_axis(self.q_norm, q)
-    scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.d // self.heads))
+    scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.d // self.heads)
     events = tf.maximum(tf.reduce_sum(mask, axis=-1)[..., None, None, None], 1.0)  # [..., 1, 1, 1]
     valid = (mask if search is None else mask * search)[..., None, None, :]  # [..., 1, 1, L]
     if self.normalization == "softmax":
       return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
     if self.normalization == "sink":
-      null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / tf.sqrt(float(self.d // self.heads))
+      null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / math.sqrt(self.d // self.heads)
               + self.null_logit[:, None])[..., None]  # [..., h, n, 1]
       scores = tf.concat([scores + (1.0 - valid) * NEG_INF, null], axis=-1)
       return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
