@@ -438,7 +438,8 @@ def test_memorises_a_few_hundred_examples():
   assert history.history["loss"][-1] < 0.3 * np.log(2)  # far below the label entropy (ln 2)
 
 
-# The planted rules need no long sequences: L_G = 40, L_R = 8 keeps the four trainings to about a minute each.
+# The planted rules need no long sequences: L_G = 40, L_R = 8. 200 steps of 128: the default reaches AUC
+# 0.9999-1.0 on both rules by step 150 (and stays at chance without the sequence), measured.
 PLANTED_FC = dataclasses.replace(FC, sequence=dataclasses.replace(FC.sequence, global_length=40,
                                                                   realtime_length=8))
 
@@ -484,7 +485,7 @@ def _auc_after_training(config, planted) -> float:
   model = build_and_compile(PLANTED_FC, config, TABLES, learning_rate=1e-3)
   train = tf.data.Dataset.from_tensor_slices(encoded(PLANTED_FC, planted(20_000, seed=10), config))
   model.fit(train.shuffle(20_000, seed=0).batch(128).map(lambda f: with_labels(f, config.tasks)).repeat(),
-            steps_per_epoch=600, epochs=1, verbose=0)
+            steps_per_epoch=200, epochs=1, verbose=0)
   test = encoded(PLANTED_FC, planted(2000, seed=20), config)
   return roc_auc_score(test["click"].numpy(), model(test)["click"].numpy())
 
