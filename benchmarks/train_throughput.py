@@ -52,9 +52,9 @@ flags.DEFINE_integer("repeats", 3, "With --baseline_revision: alternating pairs 
 FLAGS = flags.FLAGS
 
 
-def matmul_gflops(n: int, repeats: int = 20) -> float:
+def matmul_gflops(n: int, repeats: int = 20, dtype: str = "float32") -> float:
   import tensorflow as tf
-  a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+  a, b = (tf.cast(tf.random.normal([n, n]), dtype) for _ in range(2))
   f = tf.function(lambda: tf.matmul(a, b))
   f().numpy()
   start = time.perf_counter()
@@ -91,14 +91,15 @@ def measure() -> dict:
       on_train_batch_end=lambda batch, logs: step_ends.append(time.perf_counter()))])
   examples_per_s = FLAGS.steps * FLAGS.batch_size / (step_ends[-1] - step_ends[0])
   achieved = 3 * flops * examples_per_s / 1e9
-  peak = matmul_gflops(FLAGS.matmul_size)
-  profile = {}
+  peak, extra = matmul_gflops(FLAGS.matmul_size), {}
+  if FLAGS.precision != "float32":  # TensorFlow's (oneDNN's) bfloat16 kernels: AMX / AVX-512 BF16 here
+    extra["matmul_peak_bfloat16_gflops_per_s"] = round(matmul_gflops(FLAGS.matmul_size, dtype="bfloat16"), 1)
   if FLAGS.profile_dir:
     from step_profile import op_breakdown
     tf.profiler.experimental.start(FLAGS.profile_dir)
     model.fit(ds, steps_per_epoch=FLAGS.profile_steps, epochs=1, verbose=0)
     tf.profiler.experimental.stop()
-    profile = {"profile": {"dir": FLAGS.profile_dir, **op_breakdown(FLAGS.profile_dir, FLAGS.profile_steps)}}
+    extra["profile"] = {"dir": FLAGS.profile_dir, **op_breakdown(FLAGS.profile_dir, FLAGS.profile_steps)}
   return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
           "threads": FLAGS.threads or "default", "xla": FLAGS.xla, "precision": FLAGS.precision,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
@@ -106,7 +107,7 @@ def measure() -> dict:
           "forward_gflops_per_example": round(flops / 1e9, 5),
           "achieved_train_gflops_per_s": round(achieved, 2),
           "matmul_peak_gflops_per_s": round(peak, 1),
-          "fraction_of_peak": round(achieved / peak, 4), **profile}
+          "fraction_of_peak": round(achieved / peak, 4), **extra}
 
 
 def compare_xla(variants: list[str]) -> dict:
