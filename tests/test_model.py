@@ -29,6 +29,8 @@ ABLATIONS = {
     "no_mixed_queries": {"use_mixed_queries": False}, "no_global": {"use_global_sequence": False},
     "no_realtime": {"use_realtime_sequence": False}, "rankmixer": {"interaction": Interaction.RANKMIXER},
     "transformer": {"interaction": Interaction.TRANSFORMER}, "flatten_pooling": {"pooling": "flatten"},
+    "transformer_in_mixed_bfloat16": {"interaction": Interaction.TRANSFORMER, "precision": "mixed_bfloat16"},
+    "rankmixer_in_mixed_bfloat16": {"interaction": Interaction.RANKMIXER, "precision": "mixed_bfloat16"},
 }
 
 
@@ -51,7 +53,7 @@ def test_shapes_for_every_ablation(batch, ablation):
   out = model(batch)
   assert set(out) == {"click", "conversion"}
   for p in out.values():
-    assert p.shape == (8,) and np.all((p.numpy() > 0) & (p.numpy() < 1))
+    assert p.shape == (8,) and p.dtype == tf.float32 and np.all((p.numpy() > 0) & (p.numpy() < 1))
 
 
 def test_paper_small_token_budget_and_forward():

@@ -97,6 +97,8 @@ class HeMix(RankingModel):
     return e_uic, sequences, search_masks(self.feature_config, self.searched, features)
 
   def _token_groups(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
+    """The lookups -> the parts of Eq. 10, computed in the dtype of `config.precision`."""
+    e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
@@ -132,9 +134,7 @@ class HeMix(RankingModel):
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def interaction(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
-    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out; computed
-    in the dtype of `config.precision`."""
-    e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
+    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
     return self._predict(tf.concat(list(self._token_groups(e_uic, sequences, search).values()), axis=1))
 
   def call(self, features: dict, training=None) -> dict:

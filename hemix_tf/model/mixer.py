@@ -139,7 +139,7 @@ class TransformerBlock(keras.layers.Layer):
     policy = self.dtype_policy  # sub-layers built here compute as this layer does (model/precision.py)
     self.attention = keras.layers.MultiHeadAttention(self.heads, d_t // self.heads, name="mhsa", dtype=policy)
     self.ffn = keras.Sequential([keras.layers.Dense(self.expansion * d_t, activation="relu", dtype=policy),
-                                 keras.layers.Dense(d_t, dtype=policy)], name="ffn", dtype=policy)
+                                 keras.layers.Dense(d_t, dtype=policy)], name="ffn")
     super().build(input_shape)
 
   def call(self, tokens: tf.Tensor, mask: tf.Tensor | None = None, outputs: int | None = None) -> tf.Tensor:
