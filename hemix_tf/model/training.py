@@ -50,18 +50,14 @@ class Adam(keras.optimizers.Adam):
   """Keras' Adam, whose update of each variable with a dense gradient is one XLA-compiled loop when
   `jit_compile` (Keras sets it only where it finds a GPU; on this CPU it replaces ~10 element-wise
   kernels per variable). Sparse gradients (the embedding lookups') keep the uncompiled update: the
-  number of rows a batch touches changes every step, and each new shape would compile again."""
+  number of rows a batch touches changes every step, and each new shape would compile again.
+  Keras' `_update_step_xla` is a `tf.function` attribute, so a SavedModel of the model serialises its
+  traces (one per variable; about a minute of every export); overridden by a plain method, it is not."""
 
   def _update_step_xla(self, gradient, variable, key):
     if isinstance(gradient, tf.IndexedSlices):
       return self._update_step(gradient, variable)
     return super()._update_step_xla(gradient, variable, key)
-
-  def _trackable_children(self, save_type="checkpoint", **kwargs):
-    """Without the compiled update (one traced function per variable): a SavedModel has no use for it,
-    and serialising them took about a minute of every export."""
-    children = super()._trackable_children(save_type, **kwargs)
-    return {name: child for name, child in children.items() if name != "_update_step_xla"}
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
