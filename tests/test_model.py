@@ -31,6 +31,7 @@ ABLATIONS = {
     "transformer": {"interaction": Interaction.TRANSFORMER}, "flatten_pooling": {"pooling": "flatten"},
     "transformer_in_mixed_bfloat16": {"interaction": Interaction.TRANSFORMER, "precision": "mixed_bfloat16"},
     "rankmixer_in_mixed_bfloat16": {"interaction": Interaction.RANKMIXER, "precision": "mixed_bfloat16"},
+    "field_dots": {"ns_dots": 8},
 }
 
 
@@ -81,6 +82,30 @@ def test_ns_tokenizer_splits_the_last_layer():
   assert t.shape == (3, 5, 4)
   flat = tok.out(tok.hidden[0](e))  # F_NS(E): the split is a reshape of the last layer's output
   np.testing.assert_array_equal(tf.reshape(t, [3, 20]).numpy(), flat.numpy())
+
+
+def test_field_dot_products_are_dots_of_per_field_projections():
+  """HeMixConfig.ns_dots: F_NS reads E_{U,I,C} and <P_f(e_f), P_g(e_g)> for every pair of fields f < g,
+  where P_f sees only field f's columns."""
+  widths, k = (3, 1, 2), 4
+  tok = NSTokenizer(5, 4, (8,), field_widths=widths, dot_width=k)
+  e = tf.random.normal([2, 6], seed=0)
+  tok(e)
+  dots = tok.field_dots
+  dots.bias.assign(tf.random.normal([3 * k], seed=1))  # a trained bias: not only the kernel's blocks
+  kernel, bias = (dots.kernel * dots.block_mask).numpy(), dots.bias.numpy()
+  starts = np.cumsum((0,) + widths)
+  p = [e.numpy()[:, starts[f]:starts[f + 1]] @ kernel[starts[f]:starts[f + 1], f * k:(f + 1) * k]
+       + bias[f * k:(f + 1) * k] for f in range(3)]
+  expected = np.stack([(p[f] * p[g]).sum(-1) for f, g in ((0, 1), (0, 2), (1, 2))], axis=1)
+  np.testing.assert_allclose(dots(e).numpy(), expected, rtol=1e-5, atol=1e-6)
+  # The kernel outside the blocks never acts, even after an update puts weight there.
+  dots.kernel.assign(dots.kernel + 1.0)
+  changed = e.numpy().copy()
+  changed[:, 3] += 1.0  # field 1 (width 1): only the pairs with field 1 move
+  moved = np.abs(dots(tf.constant(changed)).numpy() - dots(e).numpy()) > 1e-6
+  assert not moved[:, 1].any() and moved[:, 0].all() and moved[:, 2].all()
+  assert tok(e).shape == (2, 5, 4) and tok.hidden[0].kernel.shape == (6 + 3, 8)
 
 
 def _attention_inputs(seed=0, batch=4, length=6, d_i=5, valid=(6, 3, 1, 0)):

@@ -121,6 +121,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # grows with the log of the interest (the synthetic generator's w_interest term).
         "fixes + flatten + pre-LN + SIM hard search + real-time search + sink attention": dataclasses.replace(
             BOTH_SEARCHES, attention_normalization="sink"),
+        # DLRM's pairwise field dots (at DLRM's projection width) beside E_{U,I,C} in F_NS's input: an MLP
+        # learns a user x item dot product slowly, and MovieLens' signal is collaborative.
+        "default + field dot products": dataclasses.replace(HEMIX, ns_dots=32),
+        "paper + field dot products": dataclasses.replace(PAPER, ns_dots=32),
         # An execution choice, not a deviation: the layers after the lookups compute in bfloat16 (faster
         # matmuls on CPUs with AMX / AVX-512 BF16, and on GPUs); does the AUC hold?
         "default in mixed bfloat16": dataclasses.replace(HEMIX, precision="mixed_bfloat16"),

@@ -47,6 +47,9 @@ class HeMixConfig(InputConfig):
   global_fixed_queries: int = 16  # |Q^G|
   realtime_fixed_queries: int = 4  # |Q^R|
   ns_hidden: tuple[int, ...] = (1024,)  # hidden layers of F_NS before the N_NS * d_T output layer
+  # > 0: F_NS also reads the pairwise dot products of the U/I/C fields, each projected to this width
+  # (DLRM's interaction): an MLP learns a dot product (user x item affinity) slowly (Rendle et al. 2020).
+  ns_dots: int = 0
   # Mixed Hetero Attention (Eqs. 3-9).
   attention_dim: int = 256  # d, width of the projected queries / keys / values
   attention_heads: int = 4
@@ -81,6 +84,8 @@ class HeMixConfig(InputConfig):
   def __post_init__(self):
     if self.precision not in PRECISIONS:
       raise ValueError(f"precision '{self.precision}' is not one of {PRECISIONS}")
+    if self.ns_dots < 0:
+      raise ValueError(f"ns_dots={self.ns_dots} must be 0 (off) or a projection width")
     if self.n_ns % 5:
       raise ValueError(f"n_ns={self.n_ns} must split 4:1 into global / real-time queries (a multiple of 5)")
     if self.d_t % self.mixer_heads:

@@ -52,6 +52,11 @@ class FeatureEmbedding(keras.layers.Layer):
     """E_{U,I,C} [B, d_NS]: the concatenated `fields`."""
     return tf.concat(self.fields(features), axis=-1)
 
+  def field_widths(self) -> tuple[int, ...]:
+    """The widths of `fields`, in their order (E_{U,I,C}'s columns)."""
+    return tuple(1 if f.kind == FeatureKind.DENSE else self.tables[self.table_of[f.name]].output_dim
+                 for f in self.feature_config.features)
+
   def fields(self, features: dict) -> list[tf.Tensor]:
     """One embedding per non-sequential feature, in config order: [B, width of its group] ([B, 1] dense)."""
     parts = []

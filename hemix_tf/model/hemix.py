@@ -69,7 +69,8 @@ class HeMix(RankingModel):
 
   def _build_interaction(self, feature_config: FeatureConfig, config: HeMixConfig):
     """The layers after the lookups (Eqs. 2-22), constructed under the dtype policy of `config.precision`."""
-    self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, name="ns_tokenizer")
+    self.ns_tokenizer = NSTokenizer(config.n_ns, config.d_t, config.ns_hidden, self.embedding.field_widths(),
+                                    config.ns_dots, name="ns_tokenizer")
     self.extractors = {}
     for seq, dyn, fixed, used in (
         ("global", config.global_dynamic_queries, config.global_fixed_queries, config.use_global_sequence),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -20,20 +21,61 @@ def mlp(hidden: tuple[int, ...], name: str) -> list[keras.layers.Layer]:
   return [keras.layers.Dense(units, activation="relu", name=f"{name}_{i}") for i, units in enumerate(hidden)]
 
 
+class FieldDotProducts(keras.layers.Layer):
+  """DLRM's interaction on the non-sequential fields: each field of E_{U,I,C} projected to `width`
+  (its own W_f, b_f), then the dot product of every pair: [B, d_NS] -> [B, F (F - 1) / 2].
+
+  `field_widths` are the fields' widths in E_{U,I,C}'s column order (FeatureEmbedding.field_widths). The
+  F projections are one block-diagonal matmul: W [d_NS, F * width] is zero outside field f's rows x
+  columns f * width .. (f + 1) * width, each block initialised Glorot-uniform for its own fan-in.
+  """
+
+  def __init__(self, field_widths: tuple[int, ...], width: int, **kwargs):
+    super().__init__(**kwargs)
+    self.field_widths, self.width = tuple(field_widths), width
+    n = len(self.field_widths)
+    mask, row = np.zeros([sum(self.field_widths), n * width], np.float32), 0
+    for f, w in enumerate(self.field_widths):
+      mask[row:row + w, f * width:(f + 1) * width], row = 1.0, row + w
+    self.block_mask = tf.constant(mask)  # [d_NS, F * width]
+    self.pairs = [i * n + j for i in range(n) for j in range(i + 1, n)]  # upper triangle of [F, F]
+
+  def build(self, input_shape):
+    if input_shape[-1] != sum(self.field_widths):
+      raise ValueError(f"E_{{U,I,C}} is {input_shape[-1]} wide, the fields sum to {sum(self.field_widths)}")
+    limits = tf.concat([tf.fill([w], math.sqrt(6.0 / (w + self.width))) for w in self.field_widths], 0)
+
+    def block_glorot(shape, dtype=None):
+      return tf.random.uniform(shape, -1.0, 1.0, dtype=dtype) * limits[:, None] * self.block_mask
+
+    self.kernel = self.add_weight(name="kernel", shape=self.block_mask.shape, initializer=block_glorot)
+    self.bias = self.add_weight(name="bias", shape=[self.block_mask.shape[1]], initializer="zeros")
+
+  def call(self, e_uic: tf.Tensor) -> tf.Tensor:
+    kernel = self.kernel * tf.cast(self.block_mask, self.kernel.dtype)  # stays block-diagonal when trained
+    projected = tf.reshape(tf.matmul(e_uic, kernel) + self.bias, [-1, len(self.field_widths), self.width])
+    dots = tf.einsum("bfk,bgk->bfg", projected, projected)
+    return tf.gather(tf.reshape(dots, [-1, len(self.field_widths) ** 2]), self.pairs, axis=1)
+
+
 class NSTokenizer(keras.layers.Layer):
   """Eq. 2, "interact-then-split": T_NS = Split(F_NS(E_{U,I,C}), d_T); [B, d_NS] -> [B, N_NS, d_T].
 
   F_NS is an MLP whose last layer has N_NS * d_T units, so its output splits evenly into tokens.
+  `dot_width` > 0 (HeMixConfig.ns_dots): F_NS reads E_{U,I,C} together with the pairwise dot products of
+  its fields (FieldDotProducts, of `field_widths`), as DLRM's top MLP does.
   """
 
-  def __init__(self, n_tokens: int, d_t: int, hidden: tuple[int, ...], **kwargs):
+  def __init__(self, n_tokens: int, d_t: int, hidden: tuple[int, ...], field_widths: tuple[int, ...] = (),
+               dot_width: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.n_tokens, self.d_t = n_tokens, d_t
+    self.field_dots = FieldDotProducts(field_widths, dot_width, name="field_dots") if dot_width else None
     self.hidden = mlp(hidden, "f_ns")
     self.out = keras.layers.Dense(n_tokens * d_t, name="f_ns_out")
 
   def call(self, e_uic: tf.Tensor) -> tf.Tensor:
-    x = e_uic
+    x = e_uic if self.field_dots is None else tf.concat([e_uic, self.field_dots(e_uic)], axis=-1)
     for layer in self.hidden:
       x = layer(x)
     return tf.reshape(self.out(x), [-1, self.n_tokens, self.d_t])
