@@ -78,18 +78,18 @@ def measure() -> dict:
 
   fc = load_feature_config("synthetic-lbs")
   config = preset(FLAGS.preset, precision=FLAGS.precision)
-  model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes,
-                            xla=FLAGS.xla)
+  model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=FLAGS.xla)
   flops = forward_flops(model, fc)
   batch = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
   ds = tf.data.Dataset.from_tensors(batch).repeat()
   model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # trace (and compile) + warm up
   # Timed from the end of a first step to the end of the last, leaving out fit's set-up and teardown:
   # deleting the input iterator at the end sometimes held a whole 40-step fit to ~10.2 s on this VM.
-  step_ends = []
+  step_ends = []  # (wall, process CPU) seconds at the end of each step
   model.fit(ds, steps_per_epoch=FLAGS.steps + 1, epochs=1, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
-      on_train_batch_end=lambda batch, logs: step_ends.append(time.perf_counter()))])
-  examples_per_s = FLAGS.steps * FLAGS.batch_size / (step_ends[-1] - step_ends[0])
+      on_train_batch_end=lambda batch, logs: step_ends.append((time.perf_counter(), time.process_time())))])
+  wall, cpu = (end - start for end, start in zip(step_ends[-1], step_ends[0]))
+  examples_per_s = FLAGS.steps * FLAGS.batch_size / wall
   achieved = 3 * flops * examples_per_s / 1e9
   peak, extra = matmul_gflops(FLAGS.matmul_size), {}
   if FLAGS.precision != "float32":  # TensorFlow's (oneDNN's) bfloat16 kernels: AMX / AVX-512 BF16 here
@@ -104,6 +104,7 @@ def measure() -> dict:
           "threads": FLAGS.threads or "default", "xla": FLAGS.xla, "precision": FLAGS.precision,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
           "examples_per_s": round(examples_per_s, 1),
+          "cores_busy": round(cpu / wall, 2),  # the process's CPU time over the timed wall time
           "forward_gflops_per_example": round(flops / 1e9, 5),
           "achieved_train_gflops_per_s": round(achieved, 2),
           "matmul_peak_gflops_per_s": round(peak, 1),
