@@ -153,19 +153,28 @@ def run_script(tree: str, args: list[str]) -> dict:
   return json.loads(out[out.index("{"):])
 
 
+def mode_args(script: str) -> list[str]:
+  """--xla and --precision for a revision's copy of this script (its text): each flag it defines, so
+  both sides run the same mode; a revision that predates a flag (7babdb4 has neither) runs as this tree
+  does with the flag's default."""
+  return [f"--{name}={FLAGS[name].value}" for name in ("xla", "precision")
+          if f'flags.DEFINE_enum("{name}"' in script]
+
+
 def compare_with_revision(revision: str) -> dict:
   """The plain measurement of this tree and of `revision` (checked out into a temporary git worktree),
   each in its own process, alternating --repeats times: a load that drifts hits both alike."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   common = [f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}", f"--matmul_size={FLAGS.matmul_size}"]
   current_args = [f"--preset={FLAGS.preset}", f"--xla={FLAGS.xla}", f"--precision={FLAGS.precision}", *common]
-  baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *common]
   runs = {"current": [], "baseline": []}
   with tempfile.TemporaryDirectory() as tmp:
     tree = os.path.join(tmp, "tree")
     subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, revision], check=True,
                    capture_output=True)
     try:
+      with open(os.path.join(tree, "benchmarks", "train_throughput.py")) as f:
+        baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *mode_args(f.read()), *common]
       for _ in range(FLAGS.repeats):
         runs["current"].append(run_script(repo, current_args))
         runs["baseline"].append(run_script(tree, baseline_args))
