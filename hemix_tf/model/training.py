@@ -49,11 +49,12 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
 class Adam(keras.optimizers.Adam):
   """Keras' Adam, whose update of each variable is one XLA-compiled loop when `jit_compile` (Keras sets
   it only where it finds a GPU; on this CPU it replaces ~10 element-wise kernels per variable).
-  An embedding table's sparse gradient (one row per lookup, indices repeated) is then summed into a
-  dense gradient of the table's shape by one segment sum, in place of Keras' `tf.unique` deduplication
-  (a hash of every lookup of the batch, single-threaded) and its uncompiled update: Keras' Adam decays
-  and applies the moments of every row of the table for a sparse gradient too, so the update is the
-  same (float order aside), and its shape is the table's, so it compiles once.
+  An embedding table's sparse gradient (one row per lookup, indices repeated) enters the compiled update
+  as it is and is summed there into a dense gradient of the table's shape: no `tf.unique` deduplication
+  (a hash of every lookup of the batch, single-threaded), and XLA's scatter-add runs ~15x faster than TF's
+  UnsortedSegmentSum kernel here (docs/BENCHMARKS.md). Keras' Adam decays and applies the moments of every
+  row of the table for a sparse gradient too, so the update is the same, float order aside. Its shape is
+  fixed by the batch's padded lookups, so each table compiles once per batch size.
   Keras' `_update_step_xla` is a `tf.function` attribute, so a SavedModel of the model serialises its
   traces (one per variable; about a minute of every export); overridden by a plain method, it is not."""
 
@@ -61,9 +62,12 @@ class Adam(keras.optimizers.Adam):
     return grads if self.jit_compile else super()._deduplicate_sparse_grad(grads)
 
   def _update_step_xla(self, gradient, variable, key):
-    if isinstance(gradient, tf.IndexedSlices):
-      gradient = tf.math.unsorted_segment_sum(gradient.values, gradient.indices, variable.shape[0])
     return super()._update_step_xla(gradient, variable, key)
+
+  def update_step(self, gradient, variable):
+    if self.jit_compile and isinstance(gradient, tf.IndexedSlices):
+      gradient = tf.math.unsorted_segment_sum(gradient.values, gradient.indices, variable.shape[0])
+    super().update_step(gradient, variable)
 
 
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
