@@ -43,7 +43,12 @@ def _output_dir(prepared, tmp_path) -> str:
 def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch, capsys):
   cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=2,
                          models=("HeteroMixer", "RankMixer"), **SYNTHETIC)
+  counted = []  # the FLOP count (seconds of profiling) runs once per model config, not per seed
+  count = harness.forward_flops
+  monkeypatch.setattr(harness, "forward_flops", lambda model, fc: counted.append(model.name) or count(model, fc))
+  monkeypatch.setattr(harness, "_FORWARD_GFLOPS", {})
   first = run_grid(cfg)
+  assert len(counted) == 2
   assert set(first["models"]) == {"HeteroMixer", "RankMixer"}
   row = first["models"]["HeteroMixer"]
   assert row["seeds"] == 2 and len(row["click"]["auc"]["values"]) == 2

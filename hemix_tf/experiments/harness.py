@@ -155,6 +155,18 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   return manifest, json.loads(summary_file.read_text())
 
 
+_FORWARD_GFLOPS: dict[tuple[str, str], float] = {}
+
+
+def forward_gflops(model, fc: FeatureConfig, config) -> float:
+  """The model's profiler forward GFLOPs per example, counted once per (model config, feature config) in a
+  process: every seed and learning rate of a config has the same graph, and a count takes seconds."""
+  key = (repr(config), repr(fc))
+  if key not in _FORWARD_GFLOPS:
+    _FORWARD_GFLOPS[key] = forward_flops(model, fc) / 1e9
+  return _FORWARD_GFLOPS[key]
+
+
 def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: Split,
             learning_rate: float, log: Path) -> dict:
   """Trains one model with one seed on the split's training examples and scores it on its eval ones;
@@ -183,7 +195,7 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
   metrics = evaluate(model, scored, config.tasks, group_key=GROUP)
   return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate, "steps": steps,
           "train_seconds": round(seconds, 1), "train_loss": float(history.history["loss"][-1]),
-          "metrics": metrics, **parameter_counts(model, fc), "gflops": forward_flops(model, fc) / 1e9,
+          "metrics": metrics, **parameter_counts(model, fc), "gflops": forward_gflops(model, fc, config),
           "config": dataclasses.asdict(config)}
 
 
