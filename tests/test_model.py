@@ -615,6 +615,9 @@ def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
       assert any("_interaction" in name for name in compiled)
       assert model.embedding.trainable_variables
       assert sum("_update_step_xla" in name for name in compiled) == len(model.trainable_variables)
+      # The gathers' concatenation (E_{U,I,C}, the events) and the events' mask are compiled too: outside
+      # the cluster no gradient is sliced back into per-field pieces.
+      assert not [n.name for n in graph.node if n.op == "Slice"]
       # ... and in the training step only: inference (evaluation, export) traces the plain graph
       features = next(iter(ds))[0]
       inference = tf.function(lambda f: model(f, training=False)).get_concrete_function(features).graph

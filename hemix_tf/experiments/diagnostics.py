@@ -78,13 +78,12 @@ def gradient_norms(model: keras.Model, features: dict, labels: dict) -> dict:
 
 def attention_entropy(model: HeMix, features: dict) -> dict:
   """{sequence: mean normalised entropy of the attention rows with at least 2 real events} (1 = uniform)."""
-  e_uic, sequences = model.embedding(features)
-  dynamic = model._dynamic_queries(model.ns_tokenizer(e_uic))
+  dynamic = model._dynamic_queries(model.ns_tokenizer(model.embedding.non_sequential(features)))
   out = {}
   for s, extractor in model.extractors.items():
     if not extractor.use_mixed_queries:
       continue
-    events, mask = sequences[s]
+    events, mask = model.embedding.sequence(features, s)
     k, _ = extractor.attention.keys_values(events)
     queries = dynamic[s]
     if extractor.n_fixed:

@@ -72,17 +72,28 @@ class FeatureEmbedding(keras.layers.Layer):
         parts.append(self._lookup(f.name, value))
     return parts
 
-  def sequence(self, features: dict, sequence: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """Padded events [B, L, d_I] (most recent first) and mask [B, L]."""
+  def sequence_lookups(self, features: dict, sequence: str) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+    """The gathers of one sequence: per event field [B, L, width] (most recent first), and mask [B, L]."""
     length = sequence_length(self.feature_config, sequence)
     parts, mask = [], None
     for name in sequence_fields(self.feature_config):
       feature = sequence_feature(sequence, name)
       ids, mask = padded(features, feature, length)
       parts.append(self._lookup(feature, ids))
-    # Padding positions are exactly zero, whatever the embeddings: they never reach attention.
-    events = tf.concat(parts, axis=-1) * mask[..., None]
-    return events, mask
+    return tuple(parts), mask
+
+  def sequence(self, features: dict, sequence: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Padded events [B, L, d_I] (most recent first) and mask [B, L]."""
+    parts, mask = self.sequence_lookups(features, sequence)
+    return events(parts, mask), mask
 
   def call(self, features: dict):
-    return self.non_sequential(features), {s: self.sequence(features, s) for s in SEQUENCES}
+    """The gathers only, for a caller that assembles them where it computes (`HeMix.interaction` under
+    XLA): (`fields`, {sequence: `sequence_lookups`})."""
+    return self.fields(features), {s: self.sequence_lookups(features, s) for s in SEQUENCES}
+
+
+def events(parts, mask: tf.Tensor) -> tf.Tensor:
+  """A sequence's per-field embeddings [B, L, width] and mask [B, L] -> events [B, L, d_I]. Padding
+  positions are exactly zero, whatever the embeddings: they never reach attention."""
+  return tf.concat(parts, axis=-1) * mask[..., None]

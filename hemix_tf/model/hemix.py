@@ -16,7 +16,7 @@ import tf_keras as keras
 from hemix_tf.data.examples import SEQUENCES
 from hemix_tf.data.feature_config import FeatureConfig
 from hemix_tf.model.config import HeMixConfig, Interaction
-from hemix_tf.model.embedding import FeatureEmbedding
+from hemix_tf.model.embedding import FeatureEmbedding, events
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
 from hemix_tf.model.precision import autocast, cast_floats, compute_dtype, policy_scope
 from hemix_tf.model.search import search_ids, search_mask, search_masks, searched_sequences
@@ -92,13 +92,16 @@ class HeMix(RankingModel):
     return {"global": t_ns[..., :n_global, :], "realtime": t_ns[..., n_global:, :]}
 
   def lookups(self, features: dict) -> tuple:
-    """The gathers of the step: (E_{U,I,C} [B, d_NS], {sequence: (events [B, L, d_I], mask [B, L])},
-    {searched sequence: hard-search mask [B, L]})."""
-    e_uic, sequences = self.embedding(features)
-    return e_uic, sequences, search_masks(self.feature_config, self.searched, features)
+    """The gathers of the step: (the fields of E_{U,I,C}, {sequence: (per-field events [B, L, width],
+    mask [B, L])}, {searched sequence: hard-search mask [B, L]}). Their concatenation and masking are
+    left to `interaction`, compiled with it."""
+    fields, sequences = self.embedding(features)
+    return fields, sequences, search_masks(self.feature_config, self.searched, features)
 
-  def _token_groups(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
+  def _token_groups(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
     """The lookups -> the parts of Eq. 10, computed in the dtype of `config.precision`."""
+    e_uic = tf.concat(fields, axis=-1)
+    sequences = {s: (events(parts, mask), mask) for s, (parts, mask) in sequence_lookups.items()}
     e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
@@ -134,9 +137,9 @@ class HeMix(RankingModel):
     pooled = self.pool(self.mixed(t)[-1] if self.blocks else t)
     return {task: head(pooled) for task, head in self.heads.items()}
 
-  def interaction(self, e_uic: tf.Tensor, sequences: dict, search: dict) -> dict:
-    """Everything after the lookups (Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
-    return self._predict(tf.concat(list(self._token_groups(e_uic, sequences, search).values()), axis=1))
+  def interaction(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
+    """Everything after the gathers (`lookups`; Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
+    return self._predict(tf.concat(list(self._token_groups(fields, sequence_lookups, search).values()), axis=1))
 
   def call(self, features: dict, training=None) -> dict:
     # Compiled in the training step only: evaluation and FLOP counting trace the plain graph (every new
