@@ -24,9 +24,12 @@ def test_linear_probe_finds_a_linear_signal_and_not_noise():
   assert abs(probes["noise"] - 0.5) < 0.05
 
 
-@pytest.mark.parametrize("name", ["paper", "cpu-small"])
-def test_stages_and_attention_entropy(name):
-  config = preset(name)
+@pytest.mark.parametrize("name, keras_init, starts_uniform", [
+    ("paper", True, True),  # Keras' small embeddings: the softmax starts uniform (ARCHITECTURE, finding 1)
+    ("paper", False, False),  # the preset's N(0, 1) embeddings: scores at unit scale (finding 22)
+    ("cpu-small", False, False)])  # QK-norm: unit-scale scores whatever the embeddings
+def test_stages_and_attention_entropy(name, keras_init, starts_uniform):
+  config = preset(name, **({"embedding_init_stddev": None} if keras_init else {}))
   batch = encoded(FC, random_features(FC, 16, seed=2), config)
   model = hemix(FC, config)
   model(batch)
@@ -36,9 +39,9 @@ def test_stages_and_attention_entropy(name):
   assert stages["pooled"].shape == (16, config.d_t if config.pooling == "mean" else config.num_tokens * config.d_t)
   entropy = attention_entropy(model, batch)
   assert set(entropy) == {"global", "realtime"}
-  if name == "paper":  # Keras' small embeddings: the softmax starts uniform (ARCHITECTURE, finding 1)
+  if starts_uniform:
     assert min(entropy.values()) > 0.999
-  else:  # unit-scale scores: the weights start away from uniform
+  else:
     assert max(entropy.values()) < 0.999
 
 

@@ -326,7 +326,7 @@ def test_paper_preset_is_exactly_eqs_2_to_23(batch):
   (no normalisation or module that the paper does not have)."""
   config = preset("paper")
   assert (config.attention_normalization, config.qk_norm, config.event_norm, config.pre_norm,
-          config.embedding_init_stddev) == ("softmax", False, False, False, None)
+          config.embedding_init_stddev) == ("softmax", False, False, False, 1.0)
   model = hemix(FC, config)
   model(batch)  # builds every layer under the model's name scope
   groups = model.token_groups(batch)
@@ -355,6 +355,9 @@ def test_paper_preset_is_exactly_eqs_2_to_23(batch):
     counted[module] = counted.get(module, 0) + int(np.prod(v.shape))
   assert counted.pop("embedding") > 0
   assert counted == expected
+  # The embeddings start as PyTorch's nn.Embedding (the reading of finding 22), not Keras' uniform ±0.05.
+  user_ids = model.embedding.tables["user_id"].embeddings.numpy()
+  assert abs(user_ids.std() - 1.0) < 0.02
 
 
 def test_flatten_pooling_reads_every_token(batch):

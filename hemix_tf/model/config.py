@@ -185,31 +185,37 @@ class MixFormerConfig(InputConfig):
       raise ValueError(f"user_heads ({self.user_heads}) must be in [0, heads)")
 
 
+def paper_design(**sizes) -> HeMixConfig:
+  """The paper's design (every deviation off) at the given sizes. The paper does not say how its
+  embeddings start: we read it as PyTorch's nn.Embedding (the public PyTorch HeMix's) does, N(0, 1),
+  chosen on both validation splits over Keras' uniform ±0.05 (docs/ARCHITECTURE.md, finding 22)."""
+  return HeMixConfig(embedding_init_stddev=1.0, **sizes)
+
+
 PRESETS = {
     # Section 4.1.4: N = 60, d_T = 256, N_NS = 20, global 16 + 16, real-time 4 + 4, L = 3: Eq. 24 gives 94M.
-    "paper-small": HeMixConfig(d_t=256, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
-                               ns_hidden=(1024,), attention_dim=256, attention_heads=4, num_blocks=3,
-                               mixer_heads=16, low_rank=64, ffn_expansion=4),
+    "paper-small": paper_design(d_t=256, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
+                                ns_hidden=(1024,), attention_dim=256, attention_heads=4, num_blocks=3,
+                                mixer_heads=16, low_rank=64, ffn_expansion=4),
     # Scaled by width (d_T 256 -> 1024, L = 3): Eq. 24 gives 1.51B (Table 2: HeMix-Large 1,484M).
-    "paper-large": HeMixConfig(d_t=1024, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
-                               ns_hidden=(1024,), attention_dim=512, attention_heads=8, num_blocks=3,
-                               mixer_heads=32, low_rank=128, ffn_expansion=4),
+    "paper-large": paper_design(d_t=1024, n_ns=20, global_fixed_queries=16, realtime_fixed_queries=4,
+                                ns_hidden=(1024,), attention_dim=512, attention_heads=8, num_blocks=3,
+                                mixer_heads=32, low_rank=128, ffn_expansion=4),
     # The paper's design at a CPU size, for tests, the demo's comparison and the ablation table.
     # N = 10 + (8 + 10) + (2 + 2) = 32 tokens, so RankMixer token mixing (d_T divisible by N) applies too.
-    "paper": HeMixConfig(d_t=32, n_ns=10, global_fixed_queries=10, realtime_fixed_queries=2,
-                             ns_hidden=(128,), attention_dim=32, attention_heads=2, num_blocks=2,
-                             mixer_heads=4, low_rank=16, ffn_expansion=2,
-                             embedding_dim={"user": 16, "item": 16, "context": 8, "sequence": 16},
-                             hash_buckets=20_011, head_hidden=(64,)),
+    "paper": paper_design(d_t=32, n_ns=10, global_fixed_queries=10, realtime_fixed_queries=2,
+                          ns_hidden=(128,), attention_dim=32, attention_heads=2, num_blocks=2,
+                          mixer_heads=4, low_rank=16, ffn_expansion=2,
+                          embedding_dim={"user": 16, "item": 16, "context": 8, "sequence": 16},
+                          hash_buckets=20_011, head_hidden=(64,)),
 }
 # The default: `paper` with the deviations chosen on validation (docs/ARCHITECTURE.md, "Deviations"):
 # the attention fixes (sigmoid gates, QK-norm, event norm), then a flattened read-out with pre-LN blocks,
-# then SIM's hard search on the global sequence and on the real-time one. The embeddings start as the
-# paper's and every baseline's (Keras' uniform ±0.05): with the searches, N(0, 0.25²) no longer helps
-# (finding 19).
+# then SIM's hard search on the global sequence and on the real-time one. The embeddings start as every
+# baseline's (Keras' uniform ±0.05): with the searches, N(0, 0.25²) no longer helps (finding 19).
 PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
                                            event_norm=True, pooling="flatten", pre_norm=True,
-                                           global_search=True, realtime_search=True)
+                                           global_search=True, realtime_search=True, embedding_init_stddev=None)
 
 
 MODEL_CONFIGS = {c.__name__: c for c in (HeMixConfig, BaselineConfig, HyFormerConfig, MixFormerConfig)}
