@@ -93,6 +93,30 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch, capsy
     run_grid(cfg)
 
 
+def test_a_run_another_grid_finished_meanwhile_is_not_trained_again(tmp_path):
+  """Two grids on one directory (e.g. a benchmark started while the suite ran): a run that the other
+  finishes after this grid listed its pending runs is read back, not trained a second time."""
+  cfg = ExperimentConfig(suite="table4", output_dir=str(tmp_path), models=("HeteroMixer", "RankMixer"), **SYNTHETIC)
+  directory = tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps"
+
+  def result(name):
+    return {"model": name, "seed": 0, "split": "eval", "metrics": {"click": {"auc": 0.6}}, "train_seconds": 1.0,
+            "config": harness._as_json(cfg.model_config(name))}
+
+  calls = []
+
+  def run(name, seed, log):
+    calls.append(name)
+    other = directory / "RankMixer" / "seed0.json"  # the other grid finishes its run meanwhile
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_text(json.dumps(result("RankMixer")))
+    return result(name)
+
+  runs = harness._run_all(cfg, [("HeteroMixer", 0), ("RankMixer", 0)], directory, "test", run)
+  assert calls == ["HeteroMixer"]
+  assert [r["model"] for r in runs] == ["HeteroMixer", "RankMixer"]
+
+
 def test_validation_split_is_the_end_of_train(prepared):
   job = json.loads((prepared / "examples" / "job_summary.json").read_text())
   timestamps = read_timestamps(job["outputs"]["train"])

@@ -226,7 +226,8 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
   atomically: a run is either finished or absent, so a killed grid resumes here; its training log is the
   .log beside the JSON); all the results, in grid order.
   A finished run whose model config is no longer the suite's is an error, not a silent mix; the same
-  run finished in another suite is copied (with `reused_from`), not retrained."""
+  run finished in another suite is copied (with `reused_from`), not retrained, and so is a run that
+  another process finished in `directory` while this grid ran."""
   def path(name, seed):
     return directory / name.replace("/", "_") / f"seed{seed}.json"
 
@@ -245,6 +246,9 @@ def _run_all(cfg: ExperimentConfig, grid: list[tuple[str, int]], directory: Path
   # The bar starts at the finished runs, so a resumed grid shows its true progress and rate.
   with tqdm(total=len(grid), initial=len(grid) - len(pending), desc=desc, unit="run") as bar:
     for name, seed in pending:
+      if finished(name, seed):  # by another grid on the same directory since this one started
+        bar.update()
+        continue
       bar.set_postfix_str(f"{name} seed {seed}")
       same = _same_run_in_another_suite(path(name, seed), config(name))
       result = ({**json.loads(same.read_text()), "model": name, "reused_from": str(same)} if same
