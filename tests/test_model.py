@@ -226,6 +226,34 @@ def test_attention_uses_one_query_projection_per_position():
   assert not np.allclose(out[:, 0], out[:, 1])  # heterogeneous W_Q^(l): different outputs
 
 
+@pytest.mark.parametrize("leading", [[4], [2, 2]], ids=["batch", "users_by_candidates"])
+def test_the_query_projections_gradient_is_a_dot_not_a_batch_of_weight_sized_products(leading):
+  """W_Q's gradient once materialised [B, n, d_T, d] and summed it over B (TensorFlow's gradient of an
+  einsum whose "..." broadcasts against a weight): 1 GiB and ~0.3 s of every paper-small step. No tensor
+  of the gradient graph may hold B x |W_Q| numbers, whatever the leading dimensions of the queries."""
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=32, heads=2)
+  queries, seq, mask = _attention_inputs()
+  att([queries, tf.constant(seq), tf.constant(mask)])
+  queries = tf.reshape(queries, leading + [3, 8])
+  k, v = att.keys_values(seq)
+  mask = tf.constant(mask)
+  if len(leading) == 2:  # U = 2 users' K̃, Ṽ [U, 1, h, L, d_h] against their M = 2 candidates' queries
+    k, v, mask = (t[:2, None] for t in (k, v, mask))
+
+  @tf.function
+  def gradient():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(att.attend(queries, slice(None), k, v, mask))
+    return tape.gradient(loss, att.w_q)
+
+  graph = gradient.get_concrete_function().graph
+  sizes = {op.name: out.shape.num_elements() for op in graph.get_operations() for out in op.outputs
+           if out.shape.is_fully_defined()}
+  assert max(sizes.values()) < 4 * att.w_q.shape.num_elements(), max(sizes.items(), key=lambda kv: kv[1])
+  np.testing.assert_allclose(att.project_queries(queries, slice(None)).numpy(),  # Eq. 4, as written
+                             tf.einsum("...qt,qtd->...qd", queries, att.w_q).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_fixed_query_tokens_do_not_depend_on_the_candidate(raw_batch, batch):
   """Only the dynamic (NS-token) queries see the item; the fixed-query tokens are the user's alone."""
   model = hemix(FC, SMALL)

@@ -169,6 +169,18 @@ class MixedHeteroAttention(keras.layers.Layer):
       v += self.b_v
     return (normalize_last_axis(self.k_norm, k) if self.qk_norm else k), self._heads(v)
 
+  def project_queries(self, queries: tf.Tensor, positions: slice) -> tf.Tensor:
+    """Eq. 4: Q̃^(l) = q^(l) W_Q^(l) of the query positions `positions`, queries [..., n, d_T] -> [..., n, d].
+
+    The leading dimensions are flattened into one labelled batch axis first: TensorFlow's gradient of an
+    einsum whose "..." broadcasts against a weight materialises the product over every leading index before
+    summing it ([B, n, d_T, d] for W_Q: 1 GiB a step at paper-small), where a labelled batch axis is
+    contracted by one dot."""
+    w_q = self.w_q[positions]  # [n, d_T, d]
+    flat = tf.reshape(queries, [-1, w_q.shape[0], self.d_t])
+    q = tf.einsum("bqt,qtd->bqd", flat, w_q)
+    return tf.reshape(q, tf.concat([tf.shape(queries)[:-1], [self.d]], axis=0))
+
   def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor,
                         search: tf.Tensor | None = None) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
@@ -176,7 +188,7 @@ class MixedHeteroAttention(keras.layers.Layer):
     which is 1 - the events' total). `search` [..., L] (1 = searched) restricts the events the queries
     may weigh (SIM's hard search); the sigmoid gates still average over all of the row's real events,
     so the output keeps the share of the sequence that the search found."""
-    q = self._heads(tf.einsum("...qt,qtd->...qd", queries, self.w_q[positions]))  # Eq. 4
+    q = self._heads(self.project_queries(queries, positions))
     if self.qk_norm:
       q = normalize_last_axis(self.q_norm, q)
     scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.d // self.heads)
@@ -247,8 +259,8 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
     k, v = self.attention.keys_values(sequence)
     state = {"k": k, "v": v, "mask": mask}
     if self.n_fixed:
-      fixed = tf.tile(self.fixed_queries[None], [tf.shape(sequence)[0], 1, 1])
-      state["tokens"] = self.attention.attend(fixed, slice(self.n_dynamic, None), k, v, mask)
+      # Q^s is the same for every user: projected once ([1, n_fixed, d]), it broadcasts against K̃ [U, h, L, d_h].
+      state["tokens"] = self.attention.attend(self.fixed_queries[None], slice(self.n_dynamic, None), k, v, mask)
     return state
 
   def extract(self, dynamic: tf.Tensor, state: dict, search: tf.Tensor | None = None) -> tf.Tensor:
