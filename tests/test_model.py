@@ -626,6 +626,22 @@ def test_a_warmup_scales_the_first_steps():
       [2e-5, 1e-3, 1e-3, 1e-3])
 
 
+def test_the_masks_are_data_the_interaction_differentiates_the_embeddings_only(batch):
+  """Compiled, `interaction` is a function whose backward pass computes a gradient for each float input
+  it is given: the padding and hard-search masks must get none (the sequence masks' cost ~40 ms of a
+  paper-small step), the embeddings must."""
+  model = hemix(FC, SMALL)
+  fields, sequences, search = model.lookups(batch)
+  masks = [mask for _, mask in sequences.values()] + list(search.values())
+  embeddings = fields + [part for parts, _ in sequences.values() for part in parts]
+  assert len(masks) == 4  # both sequences, both searched
+  with tf.GradientTape() as tape:
+    tape.watch(masks + embeddings)
+    loss = tf.add_n([tf.reduce_sum(p) for p in model.interaction(fields, sequences, search).values()])
+  gradients = tape.gradient(loss, masks + embeddings)
+  assert [g is None for g in gradients] == [True] * len(masks) + [False] * len(embeddings)
+
+
 @pytest.mark.parametrize("xla", ["step", "interaction"])
 def test_training_step_compiles_with_xla_and_follows_the_same_loss_curve(xla):
   """Padded inputs (hemix_tf.data.padding) make the whole step XLA-compilable, and the dense part after

@@ -138,7 +138,12 @@ class HeMix(RankingModel):
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def interaction(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
-    """Everything after the gathers (`lookups`; Eqs. 2-22): dense tensors in, {task: probability [B]} out."""
+    """Everything after the gathers (`lookups`; Eqs. 2-22): dense tensors in, {task: probability [B]} out.
+    The masks are data: compiled, this is a function whose backward pass computes a gradient for every
+    float input it is given, so they enter behind `tf.stop_gradient` (the sequence masks' gradients
+    cost ~40 ms of every paper-small step, docs/BENCHMARKS.md)."""
+    sequence_lookups = {s: (parts, tf.stop_gradient(mask)) for s, (parts, mask) in sequence_lookups.items()}
+    search = {s: tf.stop_gradient(mask) for s, mask in search.items()}
     return self._predict(tf.concat(list(self._token_groups(fields, sequence_lookups, search).values()), axis=1))
 
   def call(self, features: dict, training=None) -> dict:
