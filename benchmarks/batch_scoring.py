@@ -4,6 +4,7 @@
   .venv/bin/python benchmarks/batch_scoring.py --beam_mode=multi_processing
 Run `make demo` first (it makes runs/demo/examples and runs/demo/serving/<version>).
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import resource

@@ -5,6 +5,7 @@
 
 Each size runs in a fresh process so its peak RSS (ru_maxrss) is its own.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import resource

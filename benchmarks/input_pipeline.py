@@ -7,6 +7,7 @@ next to the training step's examples/s on the same batches, as JSON.
       --examples='runs/experiments/synthetic/data/examples/train/*' --batches=400   # the 1M logs
 If the input alone is much faster than input + training, the input is not the bottleneck.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import time

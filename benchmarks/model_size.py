@@ -4,6 +4,7 @@
 GFLOPs are TensorFlow's profiler count on the traced forward graph of one example with full-length
 sequences (synthetic-lbs feature config: L_G = 256, L_R = 32). Building paper-large needs ~8 GB.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import time
 

@@ -7,6 +7,7 @@ The Beam job runs on the DirectRunner, multi-processing, all cores (the job's de
 run is a fresh process; its peak RSS is ru_maxrss of that process ("main") and of its largest child
 ("worker": the Beam SDK worker processes).
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import resource

@@ -7,6 +7,7 @@ signature functions are the ones exported (hemix_tf.model.export.Signatures), ca
 this CPU, so the figures exclude TF Serving's RPC and batching. Untrained weights: latency does not
 depend on their values.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import time

@@ -7,6 +7,7 @@ split, one epoch of batch 256, Adam 1e-3, every model the same. Runs are stored 
 (table2 suite), so a second call prints the stored figures at once. About 15 minutes of training per
 run on 2 cores.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 
 from absl import app, flags

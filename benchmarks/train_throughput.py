@@ -17,6 +17,7 @@ of this script (checked out with `git worktree` into a temporary directory) on t
 alternation with this tree's (--repeats pairs of processes). On this VM a process now and then runs at
 a fixed ~1,000 examples/s whatever the model (docs/BENCHMARKS.md), so the best of the runs is the figure.
 """
+import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import statistics

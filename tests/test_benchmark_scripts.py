@@ -1,0 +1,38 @@
+"""benchmarks/: every script measures the code of the checkout it lives in."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _imported_from(tmp_path: pathlib.Path, first_line: str) -> str:
+  """Where a script in `tmp_path`/benchmarks, starting with `first_line`, imports hemix_tf from."""
+  script = tmp_path / "benchmarks" / "probe.py"
+  script.write_text(f"{first_line}\nimport hemix_tf\nprint(hemix_tf.__file__)\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, env=env,
+                        cwd=tmp_path).stdout.strip()
+
+
+def test_a_benchmark_run_from_another_checkout_measures_that_checkouts_code(tmp_path):
+  """The editable install maps hemix_tf to the checkout it was installed from: a benchmark run from a
+  git worktree measured that checkout's code instead (edits in progress included)."""
+  (tmp_path / "benchmarks").mkdir()
+  shutil.copy(REPO / "benchmarks" / "this_tree.py", tmp_path / "benchmarks")
+  (tmp_path / "hemix_tf").mkdir()
+  (tmp_path / "hemix_tf" / "__init__.py").write_text("")
+  assert _imported_from(tmp_path, "import this_tree") == str(tmp_path / "hemix_tf" / "__init__.py")
+  assert _imported_from(tmp_path, "") != str(tmp_path / "hemix_tf" / "__init__.py")  # the editable install
+
+
+def test_every_benchmark_that_imports_the_product_imports_this_tree_first():
+  for script in sorted(set((REPO / "benchmarks").glob("*.py")) - {REPO / "benchmarks" / "this_tree.py"}):
+    text = script.read_text()
+    if "hemix_tf" not in text and "pipelines" not in text:
+      continue
+    imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+    first = [line for line in imports if not line.startswith("from __future__")][0]
+    assert first.startswith("import this_tree"), script.name
