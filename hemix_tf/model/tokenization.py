@@ -163,8 +163,9 @@ class MixedHeteroAttention(keras.layers.Layer):
     """Eq. 5: K̃, Ṽ [B, h, L, d_h] of a sequence [B, L, d_I]."""
     if self.event_norm:
       sequence = normalize_last_axis(self.e_norm, sequence)
-    k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))
-    v = tf.einsum("bli,id->bld", sequence, self.w_v)
+    # W_K and W_V side by side: one dot over the events, and one for their gradient.
+    k, v = tf.split(tf.einsum("bli,id->bld", sequence, tf.concat([self.w_k, self.w_v], axis=1)), 2, axis=-1)
+    k = self._heads(k)
     if self.normalization == "sigmoid":
       v += self.b_v
     return (normalize_last_axis(self.k_norm, k) if self.qk_norm else k), self._heads(v)
