@@ -14,7 +14,7 @@ from hemix_tf.model.config import Interaction, preset
 from hemix_tf.model.export import export_saved_model, serving_function
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
-from hemix_tf.model.tokenization import MixedHeteroAttention, NSTokenizer
+from hemix_tf.model.tokenization import NORMALIZATIONS, MixedHeteroAttention, NSTokenizer
 from hemix_tf.model.training import Adam, LinearWarmup, FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import warm_start
 
@@ -224,6 +224,44 @@ def test_attention_uses_one_query_projection_per_position():
   same = tf.tile(queries[:, :1], [1, 3, 1])  # identical queries at all positions
   out = att([same, tf.constant(seq), tf.constant(mask)]).numpy()
   assert not np.allclose(out[:, 0], out[:, 1])  # heterogeneous W_Q^(l): different outputs
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("event_norm", [False, True])
+def test_the_attention_reads_the_events_or_their_keys_and_values_to_the_same_numbers(normalization, event_norm):
+  """`attend_events`, (q W_K^T) E^T and (Att E) W_V, is `attend` over K̃ = E W_K, Ṽ = E W_V in another
+  order: the same outputs and gradients, with a search, padding, an empty sequence, and one row of queries
+  shared by every row (the fixed queries Q^s)."""
+  keras.utils.set_random_seed(0)
+  att = MixedHeteroAttention(num_queries=3, d_t=8, d=8, heads=2, normalization=normalization, event_norm=event_norm)
+  queries, seq, mask = _attention_inputs()
+  att([queries, tf.constant(seq), tf.constant(mask)])
+  for w in att.trainable_weights:  # the sink's and the bias' parameters start at zero: make them count
+    w.assign(tf.random.normal(w.shape, stddev=0.5))
+  search = tf.constant(np.random.default_rng(1).integers(0, 2, mask.shape), tf.float32)
+  seq, mask = tf.constant(seq), tf.constant(mask)
+  for q, s in ((queries, search), (queries[:1], None)):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(seq)
+      by_keys = att.attend(q, slice(None), *att.keys_values(seq), mask, s)
+      by_events = att.attend_events(q, slice(None), att.events(seq), mask, s)
+    assert by_events.shape == by_keys.shape == (4, 3, 8)
+    np.testing.assert_allclose(by_events.numpy(), by_keys.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(by_events, att.trainable_weights + [seq]),
+                    tape.gradient(by_keys, att.trainable_weights + [seq])):
+      if b is None:
+        assert a is None
+      else:
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_attention_reads_the_events_where_that_takes_fewer_flops():
+  """paper-small's global attention (n 32, L 256, d_I 160, d 256, h 4): 13.1M multiply-adds from the
+  events against 25.2M through K̃, Ṽ; many queries over short events the other way; never with QK-norm."""
+  att = MixedHeteroAttention(num_queries=32, d_t=256, d=256, heads=4)
+  assert att.reads_events(32, 256, 160) and not att.reads_events(256, 8, 160)
+  assert not att.reads_events(32, None, 160)
+  assert not MixedHeteroAttention(num_queries=32, d_t=256, d=256, heads=4, qk_norm=True).reads_events(32, 256, 160)
 
 
 @pytest.mark.parametrize("leading", [[4], [2, 2]], ids=["batch", "users_by_candidates"])

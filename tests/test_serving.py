@@ -78,6 +78,22 @@ def test_score_candidates_equals_per_example_scores(search, signatures):
   np.testing.assert_allclose(alone["click"].numpy()[0], got["click"][1], atol=1e-5)
 
 
+@pytest.mark.parametrize("options", [{}, {"attention_normalization": "sink"},
+                                     {"attention_normalization": "sigmoid", "event_norm": True}],
+                         ids=["paper", "sink", "sigmoid_event_norm"])
+def test_score_candidates_equals_per_example_scores_when_the_joined_path_reads_the_events(options):
+  """Without QK-norm the joined examples' attention reads the events, (q W_K^T) E^T and (Att E) W_V, where
+  score_candidates keeps each user's K̃, Ṽ for its candidates: the two orders give the same scores."""
+  config = dataclasses.replace(preset("paper"), **options)
+  model = hemix(FC, config)
+  expected, got = _joined_and_decoupled(Signatures(model, hashing_preprocessor(FC, config), FC).all())
+  assert all(x.attention.reads_events(x.n_dynamic + x.n_fixed, length, x.attention.w_k.shape[0])
+             for x, length in zip(model.extractors.values(), (256, 32)))
+  for task in config.tasks:
+    np.testing.assert_allclose(got[task].reshape(-1), expected[task], atol=1e-5)
+  assert np.std(got["click"]) > 1e-4
+
+
 def test_mixed_bfloat16_serves_both_signatures_near_float32(signatures):
   """HeMixConfig.precision="mixed_bfloat16" with the float32 model's weights: both signatures trace,
   return float32 probabilities, and agree with float32 to bfloat16's precision (not exactly: it does

@@ -159,13 +159,18 @@ class MixedHeteroAttention(keras.layers.Layer):
     x = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.heads, self.d // self.heads]], axis=0))
     return tf.experimental.numpy.swapaxes(x, -2, -3)
 
+  def _per_head(self, w: tf.Variable) -> tf.Tensor:  # W_K or W_V [d_I, d] -> [d_I, h, d_h]
+    return tf.reshape(w, [-1, self.heads, self.d // self.heads])
+
+  def events(self, sequence: tf.Tensor) -> tf.Tensor:
+    """What W_K and W_V read: the sequence [..., L, d_I], with `event_norm` normalised per event."""
+    return normalize_last_axis(self.e_norm, sequence) if self.event_norm else sequence
+
   def keys_values(self, sequence: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Eq. 5: K̃, Ṽ [B, h, L, d_h] of a sequence [B, L, d_I]."""
-    if self.event_norm:
-      sequence = normalize_last_axis(self.e_norm, sequence)
-    # W_K and W_V side by side: one dot over the events, and one for their gradient.
-    k, v = tf.split(tf.einsum("bli,id->bld", sequence, tf.concat([self.w_k, self.w_v], axis=1)), 2, axis=-1)
-    k = self._heads(k)
+    sequence = self.events(sequence)
+    k = self._heads(tf.einsum("bli,id->bld", sequence, self.w_k))
+    v = tf.einsum("bli,id->bld", sequence, self.w_v)
     if self.normalization == "sigmoid":
       v += self.b_v
     return (normalize_last_axis(self.k_norm, k) if self.qk_norm else k), self._heads(v)
@@ -182,6 +187,27 @@ class MixedHeteroAttention(keras.layers.Layer):
     q = tf.einsum("bqt,qtd->bqd", flat, w_q)
     return tf.reshape(q, tf.concat([tf.shape(queries)[:-1], [self.d]], axis=0))
 
+  def _query_heads(self, queries: tf.Tensor, positions: slice) -> tf.Tensor:
+    """Eq. 4 split into heads (and with `qk_norm` normalised): [..., n, d_T] -> [..., h, n, d_h]."""
+    q = self._heads(self.project_queries(queries, positions))
+    return normalize_last_axis(self.q_norm, q) if self.qk_norm else q
+
+  def _weights(self, q: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor, search: tf.Tensor | None) -> tf.Tensor:
+    """Eq. 6 from the raw scores q k^T [..., h, n, L] of the query heads q [..., h, n, d_h]: see
+    `attention_weights`."""
+    scores /= math.sqrt(self.d // self.heads)
+    events = tf.maximum(tf.reduce_sum(mask, axis=-1)[..., None, None, None], 1.0)  # [..., 1, 1, 1]
+    valid = (mask if search is None else mask * search)[..., None, None, :]  # [..., 1, 1, L]
+    if self.normalization == "softmax":
+      return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
+    if self.normalization == "sink":
+      null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / math.sqrt(self.d // self.heads)
+              + self.null_logit[:, None])[..., None]  # [..., h, n, 1]; q may be one row for all (Q^s)
+      scores += (1.0 - valid) * NEG_INF
+      scores = tf.concat([scores, tf.broadcast_to(null, tf.concat([tf.shape(scores)[:-1], [1]], 0))], axis=-1)
+      return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
+    return tf.sigmoid(scores) * valid / events
+
   def attention_weights(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, mask: tf.Tensor,
                         search: tf.Tensor | None = None) -> tf.Tensor:
     """Eqs. 4, 6: Att [..., h, n, L] of the query positions `positions` (queries [..., n, d_T]); padded
@@ -189,20 +215,17 @@ class MixedHeteroAttention(keras.layers.Layer):
     which is 1 - the events' total). `search` [..., L] (1 = searched) restricts the events the queries
     may weigh (SIM's hard search); the sigmoid gates still average over all of the row's real events,
     so the output keeps the share of the sequence that the search found."""
-    q = self._heads(self.project_queries(queries, positions))
-    if self.qk_norm:
-      q = normalize_last_axis(self.q_norm, q)
-    scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.d // self.heads)
-    events = tf.maximum(tf.reduce_sum(mask, axis=-1)[..., None, None, None], 1.0)  # [..., 1, 1, 1]
-    valid = (mask if search is None else mask * search)[..., None, None, :]  # [..., 1, 1, L]
-    if self.normalization == "softmax":
-      return tf.nn.softmax(scores + (1.0 - valid) * NEG_INF, axis=-1) * valid
+    q = self._query_heads(queries, positions)
+    return self._weights(q, tf.matmul(q, k, transpose_b=True), mask, search)
+
+  def _output(self, att: tf.Tensor, o: tf.Tensor) -> tf.Tensor:
+    """Eq. 8 from the weights Att [..., h, n, L] and Att Ṽ [..., h, n, d_h] -> [..., n, d_T] (with the
+    sink, the null value's share joins Att Ṽ)."""
     if self.normalization == "sink":
-      null = (tf.einsum("...hnd,hd->...hn", q, self.null_key) / math.sqrt(self.d // self.heads)
-              + self.null_logit[:, None])[..., None]  # [..., h, n, 1]
-      scores = tf.concat([scores + (1.0 - valid) * NEG_INF, null], axis=-1)
-      return tf.nn.softmax(scores, axis=-1)[..., :-1] * valid
-    return tf.sigmoid(scores) * valid / events
+      o += (1.0 - tf.reduce_sum(att, axis=-1, keepdims=True)) * self.null_value[:, None, :]
+    o = tf.experimental.numpy.swapaxes(o, -2, -3)  # [..., n, h, d_h]
+    o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
+    return self.w_o(o)  # Eq. 8
 
   def attend(self, queries: tf.Tensor, positions: slice, k: tf.Tensor, v: tf.Tensor,
              mask: tf.Tensor, search: tf.Tensor | None = None) -> tf.Tensor:
@@ -210,12 +233,35 @@ class MixedHeteroAttention(keras.layers.Layer):
     k, v [..., h, L, d_h] and mask [..., L] broadcast against the queries' leading dimensions; `search`
     [..., L] as in `attention_weights`."""
     att = self.attention_weights(queries, positions, k, mask, search)  # Eq. 6
-    o = tf.matmul(att, v)  # Eq. 7: [..., h, n, d_h]
-    if self.normalization == "sink":
-      o += (1.0 - tf.reduce_sum(att, axis=-1, keepdims=True)) * self.null_value[:, None, :]
-    o = tf.experimental.numpy.swapaxes(o, -2, -3)  # [..., n, h, d_h]
-    o = tf.reshape(o, tf.concat([tf.shape(o)[:-2], [self.d]], axis=0))
-    return self.w_o(o)  # Eq. 8
+    return self._output(att, tf.matmul(att, v))  # Eq. 7: [..., h, n, d_h]
+
+  def reads_events(self, n: int, length: int | None, d_i: int) -> bool:
+    """Whether `attend_events` computes n queries over L events of width d_I with fewer FLOPs than
+    `attend` with their keys and values (per example; it cannot with `qk_norm`, whose keys are normalised
+    vectors, nor for a length unknown when traced): K̃, Ṽ cost 2 L d_I d multiply-adds and their products
+    with the queries 2 n L d, against 2 n d d_I for the query-side products and 2 h n L d_I for the
+    products with the events. At paper-small (global: n 32, L 256, d_I 160, d 256, h 4) 13.1M against
+    25.2M."""
+    return (not self.qk_norm and length is not None
+            and n * d_i * (self.d + self.heads * length) < length * self.d * (d_i + n))
+
+  def attend_events(self, queries: tf.Tensor, positions: slice, e: tf.Tensor, mask: tf.Tensor,
+                    search: tf.Tensor | None = None) -> tf.Tensor:
+    """`attend(queries, positions, *keys_values(sequence), mask, search)` in the other order of the same
+    products (float order aside): per head the scores are (q W_K,h^T) E^T and the output (Att E) W_V,h, so
+    K̃ and Ṽ [B, h, L, d_h] are never formed. Without `qk_norm` only; queries [B or 1, n, d_T], the
+    events e = `events(sequence)` [B, L, d_I], mask and search [B, L] -> [B, n, d_T]."""
+    q = self._query_heads(queries, positions)  # [B or 1, h, n, d_h]
+    batch, heads, n = tf.shape(e)[0], self.heads, q.shape[-2]
+    q_k = tf.einsum("bhnd,ihd->bhni", q, self._per_head(self.w_k))  # [B or 1, h, n, d_I]
+    q_k = tf.broadcast_to(q_k, tf.concat([[batch], tf.shape(q_k)[1:]], axis=0))
+    scores = tf.einsum("bmi,bli->bml", tf.reshape(q_k, [batch, heads * n, -1]), e)  # [B, h n, L]
+    att = self._weights(q, tf.reshape(scores, [batch, heads, n, -1]), mask, search)  # Eq. 6
+    att_e = tf.einsum("bml,bli->bmi", tf.reshape(att, [batch, heads * n, -1]), e)  # [B, h n, d_I]
+    o = tf.einsum("bhni,ihd->bhnd", tf.reshape(att_e, [batch, heads, n, -1]), self._per_head(self.w_v))
+    if self.normalization == "sigmoid":  # Att (E W_V + b_V) = (Att E) W_V + (sum of Att) b_V
+      o += tf.reduce_sum(att, axis=-1, keepdims=True) * tf.reshape(self.b_v, [heads, 1, -1])
+    return self._output(att, o)  # Eqs. 7-8
 
   def call(self, inputs, search: tf.Tensor | None = None):
     queries, sequence, mask = inputs
@@ -279,5 +325,17 @@ class QueryMixedInterestExtraction(keras.layers.Layer):
     return out
 
   def call(self, inputs, search: tf.Tensor | None = None):
-    dynamic, sequence, mask = inputs  # [B, n_dyn, d_T], [B, L, d_I], [B, L]
-    return self.extract(dynamic, self.user_state(sequence, mask), search)
+    """O^s of joined examples: the dynamic queries [B, n_dyn, d_T] over their own sequence [B, L, d_I]
+    (mask, search [B, L]). Each row's K̃, Ṽ serve one candidate here, so the attention reads the events
+    directly where that takes fewer FLOPs (`MixedHeteroAttention.reads_events`); `user_state` / `extract`
+    keep K̃, Ṽ for the M candidates of decoupled scoring."""
+    dynamic, sequence, mask = inputs
+    attention = self.use_mixed_queries and self.attention
+    if not attention or not attention.reads_events(self.n_dynamic + self.n_fixed, *sequence.shape[1:]):
+      return self.extract(dynamic, self.user_state(sequence, mask), search)
+    events = attention.events(sequence)
+    out = attention.attend_events(dynamic, slice(0, self.n_dynamic), events, mask, search)
+    if self.n_fixed:  # Q^s projected once ([1, n_fixed, ...]) for every row
+      fixed = attention.attend_events(self.fixed_queries[None], slice(self.n_dynamic, None), events, mask)
+      out = tf.concat([out, fixed], axis=-2)
+    return out
