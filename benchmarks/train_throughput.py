@@ -8,6 +8,7 @@ with --baseline_revision, the same measurement of that git revision's code in th
   .venv/bin/python benchmarks/train_throughput.py --preset=paper --baseline_revision=7babdb4 \
       --baseline_preset=cpu-small          # the same architecture under its old name
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --threads=1
+  .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --model=use_global_sequence=false  # a ceiling
   .venv/bin/python benchmarks/train_throughput.py --preset=cpu-small --profile_dir=runs/profile/cpu-small
 Training FLOPs per example are taken as 3 x the profiler's forward FLOPs (forward + backward, the usual
 estimate). Inputs are a constant in-memory batch with full-length sequences, padded as the input
@@ -29,6 +30,9 @@ import time
 from absl import app, flags
 
 flags.DEFINE_string("preset", "cpu-small", "Model preset.")
+flags.DEFINE_list("model", [], "HeMix hyper-parameters over --preset, name=value (YAML values), e.g. "
+                  "--model=event_norm=false: what a design change would buy. This tree only: a baseline "
+                  "revision runs its --baseline_preset as it stands.")
 flags.DEFINE_integer("batch_size", 256, "Training batch size (the paper's).")
 flags.DEFINE_integer("steps", 40, "Timed steps (after 5 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Square matmul size for the peak measurement.")
@@ -65,6 +69,12 @@ def matmul_gflops(n: int, repeats: int = 20, dtype: str = "float32") -> float:
   return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def model_config(precision: str):
+  """--preset with --model's hyper-parameters, computing in `precision`."""
+  from hemix_tf.model.config import parse_overrides, preset
+  return preset(FLAGS.preset, **{**parse_overrides(FLAGS.model), "precision": precision})
+
+
 def measure() -> dict:
   import tensorflow as tf
   import tf_keras as keras
@@ -74,11 +84,10 @@ def measure() -> dict:
   from hemix_tf.data.feature_config import load_feature_config
   from hemix_tf.data.padding import pad_lists
   from hemix_tf.model.accounting import forward_flops, full_length_features
-  from hemix_tf.model.config import preset
   from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
   fc = load_feature_config("synthetic-lbs")
-  config = preset(FLAGS.preset, precision=FLAGS.precision)
+  config = model_config(FLAGS.precision)
   model = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=FLAGS.xla)
   flops = forward_flops(model, fc)
   batch = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
@@ -101,7 +110,7 @@ def measure() -> dict:
     model.fit(ds, steps_per_epoch=FLAGS.profile_steps, epochs=1, verbose=0)
     tf.profiler.experimental.stop()
     extra["profile"] = {"dir": FLAGS.profile_dir, **op_breakdown(FLAGS.profile_dir, FLAGS.profile_steps)}
-  return {"benchmark": "train_throughput", "preset": FLAGS.preset, "cpu_count": os.cpu_count(),
+  return {"benchmark": "train_throughput", "preset": FLAGS.preset, "model": FLAGS.model, "cpu_count": os.cpu_count(),
           "threads": FLAGS.threads or "default", "xla": FLAGS.xla, "precision": FLAGS.precision,
           "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
           "examples_per_s": round(examples_per_s, 1),
@@ -119,14 +128,13 @@ def compare_xla(variants: list[str]) -> dict:
   from hemix_tf.data.feature_config import load_feature_config
   from hemix_tf.data.padding import pad_lists
   from hemix_tf.model.accounting import full_length_features
-  from hemix_tf.model.config import preset
   from hemix_tf.model.training import build_and_compile, hashing_preprocessor, with_labels
 
   fc = load_feature_config("synthetic-lbs")
   models = {}
   for variant in variants:
     mode, _, precision = variant.partition(":")
-    config = preset(FLAGS.preset, precision=precision or FLAGS.precision)
+    config = model_config(precision or FLAGS.precision)
     models[variant] = build_and_compile(fc, config, hashing_preprocessor(fc, config).table_sizes, xla=mode)
   features, labels = with_labels(pad_lists(full_length_features(fc, FLAGS.batch_size), fc), config.tasks)
   for model in models.values():
@@ -167,7 +175,8 @@ def compare_with_revision(revision: str) -> dict:
   each in its own process, alternating --repeats times: a load that drifts hits both alike."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   common = [f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}", f"--matmul_size={FLAGS.matmul_size}"]
-  current_args = [f"--preset={FLAGS.preset}", f"--xla={FLAGS.xla}", f"--precision={FLAGS.precision}", *common]
+  current_args = [f"--preset={FLAGS.preset}", f"--model={','.join(FLAGS.model)}", f"--xla={FLAGS.xla}",
+                  f"--precision={FLAGS.precision}", *common]
   runs = {"current": [], "baseline": []}
   with tempfile.TemporaryDirectory() as tmp:
     tree = os.path.join(tmp, "tree")

@@ -15,7 +15,7 @@ from absl import flags
 
 from hemix_tf import cli_flags
 
-from hemix_tf.model.config import preset
+from hemix_tf.model.config import parse_overrides, preset
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig
 
 FLAGS = flags.FlagValues()  # this CLI's own flags: importing it never clashes with another's
@@ -58,13 +58,11 @@ def config_from_flags() -> PipelineConfig:
     if unknown:
       raise cli_flags.UserError(f"{FLAGS.config}: unknown PipelineConfig fields {sorted(unknown)}")
     values.update({k: v for k, v in from_file.items() if not (k in FLAG_FIELDS and FLAGS[k].present)})
-  overrides = dict(values.get("model_overrides") or {})
-  for item in FLAGS.model:
-    name, sep, value = item.partition("=")
-    if not sep:
-      raise cli_flags.UserError(f"--model={item}: expected name=value, e.g. --model=d_t=64")
-    overrides[name.strip()] = yaml.safe_load(value)
-  values["model_overrides"] = overrides
+  try:
+    flagged = parse_overrides(FLAGS.model)
+  except ValueError as e:
+    raise cli_flags.UserError(f"--model: {e}") from None
+  overrides = values["model_overrides"] = {**(values.get("model_overrides") or {}), **flagged}
   preset(values.get("model_preset", "cpu-small"), **overrides)  # an unknown name or value fails here
   if not values.get("examples_dir"):
     raise cli_flags.UserError("give --examples_dir (or examples_dir in --config)")

@@ -22,3 +22,13 @@ def test_the_baseline_revision_runs_in_the_same_xla_mode_when_its_script_knows_t
     assert train_throughput.mode_args(SCRIPT_AT_7BABDB4) == []
   finally:
     train_throughput.FLAGS.unparse_flags()
+
+
+def test_model_hyper_parameters_change_the_measured_config_of_this_tree_only():
+  train_throughput.FLAGS(["train_throughput", "--preset=cpu-small", "--model=use_global_sequence=false,d_t=64",
+                          "--precision=mixed_bfloat16"])
+  try:
+    config = train_throughput.model_config("float32")
+    assert (config.use_global_sequence, config.d_t, config.precision, config.qk_norm) == (False, 64, "float32", True)
+  finally:
+    train_throughput.FLAGS.unparse_flags()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+import yaml
+
 from hemix_tf.data.feature_config import FeatureGroup
 
 
@@ -236,6 +238,18 @@ def model_config_from_dict(raw: dict) -> InputConfig:
   if kind not in MODEL_CONFIGS:
     raise ValueError(f"unknown model config type '{kind}'; expected one of {sorted(MODEL_CONFIGS)}")
   return MODEL_CONFIGS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def parse_overrides(items: list[str]) -> dict:
+  """Hyper-parameters given on a command line as name=value (YAML values: `false`, `64`, `[128, 64]`)
+  -> {name: value}; `preset` checks the names."""
+  overrides = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep:
+      raise ValueError(f"'{item}': expected name=value, e.g. d_t=64")
+    overrides[name.strip()] = yaml.safe_load(value)
+  return overrides
 
 
 def preset(name: str, **overrides) -> HeMixConfig:
