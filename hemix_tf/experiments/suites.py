@@ -131,6 +131,10 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # An execution choice, not a deviation: the layers after the lookups compute in bfloat16 (faster
         # matmuls on CPUs with AMX / AVX-512 BF16, and on GPUs); does the AUC hold?
         "default in mixed bfloat16": dataclasses.replace(HEMIX, precision="mixed_bfloat16"),
+        # The attention's norms were chosen with the sigmoid gates, before the searches did the pick; each
+        # prices 1.1-1.3x of the default's step (docs/BENCHMARKS.md): do they still earn it?
+        "default w/o event norm": dataclasses.replace(HEMIX, event_norm=False),
+        "default w/o QK-norm and event norm": dataclasses.replace(HEMIX, qk_norm=False, event_norm=False),
         # The same searches given to the strongest baseline (its DIN poolings), for a fair comparison.
         "DLRM + SIM hard search": dataclasses.replace(DLRM, realtime_search=False),
         "DLRM + SIM hard search + real-time search": DLRM,
