@@ -69,10 +69,13 @@ class ProgressLogger(keras.callbacks.Callback):
             flush=True)
 
 
-def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None) -> dict:
+def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None,
+             slice_key: str | None = None) -> dict:
   """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset; with
-  `group_key` (a feature holding e.g. the raw user id) also the GAUC."""
-  labels, preds, oracle, groups = {t: [] for t in tasks}, {t: [] for t in tasks}, [], []
+  `group_key` (a feature holding e.g. the raw user id) also the GAUC; with `slice_key` (a feature of a few
+  values, e.g. whether the user was seen in train) the AUC and example count per value of it, under
+  "slices"."""
+  labels, preds, oracle, groups, slices = {t: [] for t in tasks}, {t: [] for t in tasks}, [], [], []
   for features in dataset:
     out = model(features, training=False)
     for t in tasks:
@@ -82,6 +85,8 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
       oracle.append(features["oracle_ctr"].numpy())
     if group_key:
       groups.append(features[group_key].numpy())
+    if slice_key:
+      slices.append(features[slice_key].numpy())
   metrics = {}
   for t in tasks:
     y, p = np.concatenate(labels[t]), np.concatenate(preds[t]).astype(np.float64)
@@ -89,6 +94,11 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
                   "mean_prediction": float(p.mean()), "examples": int(len(y))}
     if group_key:
       metrics[t]["gauc"] = group_auc(y, p, np.concatenate(groups))
+    if slice_key:
+      values = np.concatenate(slices)
+      metrics[t]["slices"] = {str(v.decode() if isinstance(v, bytes) else v): {
+          "auc": auc(y[values == v], p[values == v]), "examples": int((values == v).sum())}
+          for v in np.unique(values)}
   if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
     metrics["click"]["oracle_auc"] = auc(np.concatenate(labels["click"]), np.concatenate(oracle))
   return metrics

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from hemix_tf.data.feature_config import VOCABULARY_MIN_COUNT
 from pipelines.local_runner import LOCAL_OPTIONS
 
 DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
@@ -22,7 +23,7 @@ class PipelineConfig:
   batch_size: int = 256
   learning_rate: float = 1e-3
   schema_path: str | None = None  # a curated schema.pbtxt: ImportSchemaGen instead of SchemaGen
-  vocabulary_min_count: int = 2  # Transform: ids seen fewer times in train share the out-of-vocabulary row
+  vocabulary_min_count: int = VOCABULARY_MIN_COUNT  # Transform: ids seen fewer times in train share the out-of-vocabulary row
   min_auc: float = 0.55  # blessing: eval AUC (click) at least this ...
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training

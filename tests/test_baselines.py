@@ -28,6 +28,8 @@ CONFIGS["longer+rankmixer"] = HyFormerConfig(**SHARED, two_stage=True)
 CONFIGS["mixformer"] = MixFormerConfig(**SHARED)
 CONFIGS["ui-mixformer"] = MixFormerConfig(**SHARED, user_heads=4)
 CONFIGS["dlrm+search"] = BaselineConfig(model="dlrm", global_search=True, realtime_search=True, **SHARED)
+CONFIGS["dnn w/o sequences"] = BaselineConfig(model="dnn", use_sequences=False, **SHARED)
+CONFIGS["din+search"] = BaselineConfig(model="din", global_search=True, realtime_search=True, **SHARED)
 TABLES = hashing_preprocessor(FC, SMALL).table_sizes
 
 
@@ -147,3 +149,33 @@ def test_din_pooling_with_hard_search_reads_the_searched_events_scaled_by_their_
   alone = pooling([candidate[:1], tf.gather(events[:1], [0, 2], axis=1), tf.ones([1, 2])]).numpy()
   np.testing.assert_allclose(searched[0], alone[0] * 0.5, atol=1e-6)
   np.testing.assert_array_equal(searched[1], np.zeros(3))
+
+
+def _with_other_events(batch):
+  changed = dict(batch)
+  for s in ("global", "realtime"):
+    ids = batch[f"{s}_item_id"]
+    changed[f"{s}_item_id"] = ids.with_flat_values((ids.flat_values + 7) % 1000)
+  return changed
+
+
+@pytest.mark.parametrize("name,reads_sequences", [("dnn", True), ("din", True), ("dnn w/o sequences", False)])
+def test_dnn_and_din_read_the_sequences_unless_told_not_to(name, reads_sequences, batch):
+  model = build_model(FC, CONFIGS[name], TABLES)
+  moved = not np.allclose(model(batch)["click"].numpy(), model(_with_other_events(batch))["click"].numpy())
+  assert moved == reads_sequences
+
+
+def test_dlrm_without_dense_features_reads_the_dot_products_only():
+  """DLRM's interaction (its paper; FuxiCTR's DLRM) on data with no dense feature (MovieLens): no bottom
+  MLP, no constant field of zeros: the top MLP reads the F (F - 1) / 2 dot products of the fields."""
+  full = load_feature_config("movielens")
+  fc = dataclasses.replace(full, sequence=dataclasses.replace(full.sequence, global_length=8, realtime_length=4))
+  tables = hashing_preprocessor(fc, SMALL).table_sizes
+  features = random_features(fc, 16, seed=1, max_lengths={"global": 8, "realtime": 4})
+  model = build_model(fc, CONFIGS["dlrm"], tables)
+  model(encoded(fc, features, SMALL))
+  assert not any("bottom" in w.name for w in model.weights)
+  fields = len(fc.features) + 2 * 2  # a mean and a DIN pooling per sequence
+  top_in = next(w for w in model.weights if "top_0/kernel" in w.name)
+  assert top_in.shape[0] == fields * (fields - 1) // 2

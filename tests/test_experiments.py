@@ -217,6 +217,54 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   assert run["steps"] == 2 * -(-job["counters"]["train_examples"] // 256)
   assert set(run["config"]["embedding_dim"].values()) == {8}
   assert results["protocol"] == protocol and f"Protocol {protocol}" in harness.markdown(results)
+  # Eval after every epoch; the run's metrics are the last epoch's, and each epoch's split warm / cold users.
+  assert [c["epoch"] for c in run["curve"]] == [1, 2] and run["curve"][-1]["metrics"] == run["metrics"]
+  assert run["curve"][0]["metrics"]["click"]["auc"] != run["curve"][1]["metrics"]["click"]["auc"]
+  slices = run["metrics"]["click"]["slices"]
+  assert set(slices) <= {"warm", "cold"} and sum(s["examples"] for s in slices.values()) == \
+      run["metrics"]["click"]["examples"]
+
+
+def test_runs_encode_ids_as_the_pipelines_transform_unless_hashing_is_asked(prepared, tmp_path):
+  """The default encoding is the train split's vocabularies (the shipped model's tables: one row per value
+  seen twice, plus the out-of-vocabulary row); hashing is a named option whose collision rates are logged."""
+  cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), seeds=1,
+                         models=("HeteroMixer",), **SYNTHETIC)
+  manifest, job = harness.prepare_examples(cfg)
+  split = harness.eval_split(job)
+  config = cfg.model_config("HeteroMixer")
+  analysis = harness.split_analysis(cfg, manifest, split, config.time_gap_buckets)
+  fc = cfg.feature_config(manifest)
+  with open(tmp_path / "log", "w") as out:
+    vocabulary = harness.encoder_for(cfg, fc, config, analysis, out)
+    hashed = harness.encoder_for(dataclasses.replace(cfg, id_encoding="hashing"), fc, config, analysis, out)
+  items = analysis.counts["item_id"]
+  assert vocabulary.table_sizes["item_id"] == sum(c >= 2 for c in items.values()) + 1 < config.hash_buckets
+  assert hashed.table_sizes["item_id"] == config.hash_buckets
+  logged = (tmp_path / "log").read_text()
+  assert "hashing item_id: " in logged and "share a row" in logged
+  assert dataclasses.replace(cfg, id_encoding="hashing").protocol(1e-3) == "bs256-lr0.001-3steps-hashed"
+  with pytest.raises(ValueError, match="id_encoding"):
+    dataclasses.replace(cfg, id_encoding="murmur")
+
+
+def test_hash_collisions_count_the_values_that_share_a_row():
+  from hemix_tf.data.analysis import Analysis
+  values = [str(i) for i in range(1000)]
+  rates = Analysis({"item_id": dict.fromkeys(values, 1)}, {}, ()).hash_collisions(1000)
+  # 1,000 values in 1,000 rows: about 1 - (1 - 1/1000)^999 ~ 63% of them share their row.
+  assert 0.55 < rates["item_id"] < 0.72
+  assert Analysis({"item_id": dict.fromkeys(values, 1)}, {}, ()).hash_collisions(10**9)["item_id"] == 0.0
+
+
+def test_an_embedding_start_for_every_model_is_part_of_the_protocol():
+  cfg = ExperimentConfig(suite="table2", dataset="ml-100k", embedding_init="1e-4")
+  assert cfg.protocol(1e-3) == "bs256-lr0.001-1epoch-init1e-4"
+  assert {cfg.model_config(n).embedding_init_stddev for n in ("HeMix", "DLRM", "HeMix (paper)")} == {1e-4}
+  uniform = dataclasses.replace(cfg, embedding_init="uniform")
+  assert uniform.model_config("DIN").embedding_init_stddev is None
+  with pytest.raises(ValueError, match="embedding_init"):
+    dataclasses.replace(cfg, embedding_init="-1")
 
 
 def test_a_warmup_is_part_of_the_protocol():

@@ -15,10 +15,11 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.public import tfxio
 
 from hemix_tf.data.cli import build
+from hemix_tf.data.analysis import analyze
 from hemix_tf.data.examples import parse_spec
 from hemix_tf.data.feature_config import load_feature_config
-from hemix_tf.data.preprocessing import (OOV_BUCKETS, HashingPreprocessor, TransformGraph, preprocessing_fn,
-                                         tables)
+from hemix_tf.data.preprocessing import (OOV_BUCKETS, AnalyzedPreprocessor, HashingPreprocessor, TransformGraph,
+                                         preprocessing_fn, tables)
 from hemix_tf.data.schemas import schema_path
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
@@ -134,3 +135,28 @@ def test_hashing_preprocessor_rows_and_buckets():
   ids = tf.constant([5, 17], tf.int64)
   out = pre({**raw, **ragged, "item_id": ids, "global_item_id": tf.RaggedTensor.from_row_lengths(ids, [1, 1])})
   np.testing.assert_array_equal(out["item_id"].numpy(), out["global_item_id"].flat_values.numpy())
+
+
+def test_the_analysed_encoding_is_the_transform_components(examples, transform_output):
+  """The harness's encoding (statistics without Beam) gives the rows the Transform graph gives: the same
+  vocabularies in the same order, out-of-vocabulary ids on the last row, and nearly the same z-scores and
+  time-gap buckets (TFT's quantiles are approximate too)."""
+  graph = TransformGraph(transform_output, FC, SMALL.time_gap_buckets)
+  analysed = AnalyzedPreprocessor(FC, analyze(examples["train"], FC, SMALL.time_gap_buckets),
+                                  SMALL.time_gap_buckets)
+  assert analysed.table_sizes == graph.table_sizes
+  for split in ("train", "eval"):
+    raw = raw_batch(examples[split], graph.raw_spec)
+    expected = graph(raw)
+    got = analysed(raw_batch(examples[split], analysed.raw_spec))
+    for table, members in tables(FC).items():
+      for m in members:
+        rows = [x.values if isinstance(x, tf.SparseTensor) else x.flat_values if isinstance(x, tf.RaggedTensor)
+                else x for x in (expected[m], got[m])]
+        np.testing.assert_array_equal(rows[1].numpy(), rows[0].numpy(), err_msg=f"{split} {m}")
+    for name in ("item_rating", "distance_km"):
+      np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), atol=1e-3, err_msg=name)
+    for s in ("global", "realtime"):
+      gaps = [x.values if isinstance(x, tf.SparseTensor) else x.flat_values for x in
+              (expected[f"{s}_time_gap"], got[f"{s}_time_gap"])]
+      assert np.mean(np.abs(gaps[0].numpy() - gaps[1].numpy()) <= 1) > 0.99, s

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import yaml
 
+# The train vocabularies' threshold (the Transform's and the harness's): values seen fewer times share the
+# out-of-vocabulary row, which is then trained: the row that ids new in serving (cold users, new items) read.
+VOCABULARY_MIN_COUNT = 2
+
 
 class FeatureKind(str, enum.Enum):
   CATEGORICAL_ID = "categorical_id"  # int64 identifier, e.g. an item id or a geo cell

@@ -1,13 +1,14 @@
 """Feature preprocessing: a parsed raw example -> the model's encoded inputs.
 
-One recipe (`encode`), two encoders:
+One recipe (`encode`), three encoders:
   * `TransformEncoder` -- TF Transform analyzers, for the pipeline's Transform component
     (`preprocessing_fn`): a vocabulary per table over the train split (values seen fewer than
     `vocabulary_min_count` times share the out-of-vocabulary row), z-scores, quantile buckets of the
     time gaps. The transform graph is applied inside the exported model.
-  * `HashingEncoder` -- stateless, no analysis pass (models trained outside the pipeline, tests, the
-    experiment harness): ids hashed into `hash_buckets` rows, dense features signed-log, time gaps in
-    floor(log2(1 + seconds)) buckets.
+  * `AnalyzedEncoder` -- the same encoding from the same statistics computed without Beam
+    (hemix_tf.data.analysis): the experiment harness trains the model the pipeline ships.
+  * `HashingEncoder` -- stateless, no analysis pass (tests, unbounded vocabularies): ids hashed into
+    `hash_buckets` rows, dense features signed-log, time gaps in floor(log2(1 + seconds)) buckets.
 
 Encoded features keep their raw names:
   categorical / multi-valued ids and sequence side info -> int64 row of their table, [B] or ragged /
@@ -27,7 +28,8 @@ import tensorflow as tf
 
 from hemix_tf.data.examples import (SEQUENCES, TIME_GAP, USER_ACTIVITY, parse_spec, sequence_feature,
                                     sequence_fields)
-from hemix_tf.data.feature_config import LABELS, FeatureConfig, FeatureKind, load_feature_config
+from hemix_tf.data.feature_config import (LABELS, VOCABULARY_MIN_COUNT, FeatureConfig, FeatureKind,
+                                          load_feature_config)
 
 OOV_BUCKETS = 1  # rows for values outside a Transform vocabulary
 
@@ -60,8 +62,8 @@ class Encoder(Protocol):
   def ids(self, table: str, values: list[tf.Tensor]) -> list[tf.Tensor]:
     """1-D values of every member of one table -> their rows (one vocabulary for all members)."""
 
-  def dense(self, x: tf.Tensor) -> tf.Tensor:
-    """float32 [B] -> float32 [B]."""
+  def dense(self, name: str, x: tf.Tensor) -> tf.Tensor:
+    """Dense feature `name`, float32 [B] -> float32 [B]."""
 
   def time_gaps(self, values: list[tf.Tensor]) -> list[tf.Tensor]:
     """1-D seconds of every sequence -> their buckets (one set of boundaries for all)."""
@@ -75,7 +77,7 @@ class HashingEncoder:
   def ids(self, table, values):
     return [tf.strings.to_hash_bucket_fast(_ids_as_strings(v), self.hash_buckets) for v in values]
 
-  def dense(self, x):
+  def dense(self, name, x):
     return signed_log(x)
 
   def time_gaps(self, values):
@@ -97,7 +99,7 @@ class TransformEncoder:
                                 vocab_filename=vocabulary_name(table))
     return [tft.apply_vocabulary(s, vocabulary, num_oov_buckets=OOV_BUCKETS) for s in strings]
 
-  def dense(self, x):
+  def dense(self, name, x):
     import tensorflow_transform as tft
     return tft.scale_to_z_score(signed_log(x))  # signed log first: counts and distances are heavy-tailed
 
@@ -106,6 +108,28 @@ class TransformEncoder:
     logs = [tf.math.log1p(tf.cast(tf.maximum(v, 0), tf.float32)) for v in values]
     boundaries = tft.quantiles(tf.concat(logs, axis=0), self.time_gap_buckets, epsilon=0.01)
     return [tft.apply_buckets(x, boundaries) for x in logs]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzedEncoder:
+  """TransformEncoder's encoding with its statistics given (an `analysis.Analysis`): lookups in the train
+  vocabularies (the last row out of vocabulary), z-scores, quantile buckets of log1p(gap)."""
+  vocabularies: dict  # {table: tf.lookup.StaticHashTable: value string -> row}
+  dense_moments: dict  # {feature: (mean, std)}
+  time_gap_boundaries: tuple[float, ...]
+
+  def ids(self, table, values):
+    return [self.vocabularies[table].lookup(_ids_as_strings(v)) for v in values]
+
+  def dense(self, name, x):  # as tft.scale_to_z_score: a constant feature is only centred
+    mean, std = self.dense_moments[name]
+    centred = signed_log(x) - mean
+    return centred / std if std > 0 else centred
+
+  def time_gaps(self, values):
+    boundaries = list(self.time_gap_boundaries)
+    return [tf.cast(tf.raw_ops.Bucketize(input=tf.math.log1p(tf.cast(tf.maximum(v, 0), tf.float32)),
+                                         boundaries=boundaries), tf.int64) for v in values]
 
 
 _DEFAULTS = {tf.int64: -1, tf.float32: 0.0, tf.string: ""}
@@ -141,7 +165,7 @@ def encode(raw: dict, config: FeatureConfig, encoder: Encoder) -> dict:
     out.update({m: _with_flat(inputs[m], r) if m in lists else r for m, r in zip(members, rows)})
   for name, kind in kinds.items():
     if kind == FeatureKind.DENSE:
-      out[name] = encoder.dense(tf.cast(inputs[name], tf.float32))
+      out[name] = encoder.dense(name, tf.cast(inputs[name], tf.float32))
   gaps = [sequence_feature(s, TIME_GAP) for s in SEQUENCES]
   buckets = encoder.time_gaps([_flat(inputs[g]) for g in gaps])
   out.update({g: _with_flat(inputs[g], b) for g, b in zip(gaps, buckets)})
@@ -164,6 +188,32 @@ class HashingPreprocessor:
     self.encoder = HashingEncoder(hash_buckets, time_gap_buckets)
     self.raw_spec = parse_spec(config)
     self.table_sizes = {table: hash_buckets for table in tables(config)} | {TIME_GAP: time_gap_buckets}
+
+  def __call__(self, raw: dict) -> dict:
+    return encode(raw, self.config, self.encoder)
+
+
+class AnalyzedPreprocessor:
+  """Raw parsed features -> encoded as the Transform component would from the same train split
+  (`AnalyzedEncoder` over an `analysis.Analysis`)."""
+
+  def __init__(self, config: FeatureConfig, analysis, time_gap_buckets: int,
+               min_count: int = VOCABULARY_MIN_COUNT):
+    if len(analysis.time_gap_boundaries) != time_gap_buckets - 1:
+      raise ValueError(f"the analysis has {len(analysis.time_gap_boundaries) + 1} time-gap buckets, the model "
+                       f"{time_gap_buckets}")
+    self.config = config
+    self.raw_spec = parse_spec(config)
+    vocabularies, self.table_sizes = {}, {}
+    for table in tables(config):
+      values = analysis.vocabulary(table, min_count)
+      # An empty table (no value in train) cannot be built: one key mapped to row 0, the OOV row then.
+      keys, rows = (values, list(range(len(values)))) if values else ([""], [0])
+      init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.constant(rows, tf.int64))
+      vocabularies[table] = tf.lookup.StaticHashTable(init, default_value=len(values))
+      self.table_sizes[table] = len(values) + OOV_BUCKETS
+    self.table_sizes[TIME_GAP] = time_gap_buckets
+    self.encoder = AnalyzedEncoder(vocabularies, dict(analysis.dense), tuple(analysis.time_gap_boundaries))
 
   def __call__(self, raw: dict) -> dict:
     return encode(raw, self.config, self.encoder)

@@ -39,6 +39,13 @@ flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic 
 flags.DEFINE_string("source_dir", None, "The dataset's input files (amazon-grocery needs them; ml-100k "
                     "defaults to the recbole wheel's).", flag_values=FLAGS)
 flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
+flags.DEFINE_enum("id_encoding", "vocabulary", ["vocabulary", "hashing"], "vocabulary: the train split's "
+                  "vocabularies with an out-of-vocabulary row, as the pipeline's Transform encodes ids (the shipped "
+                  "model); hashing: every id hashed into the model's hash_buckets rows (each table's collision "
+                  "rate goes to the run's log).", flag_values=FLAGS)
+flags.DEFINE_string("embedding_init", "", "Every model's embedding start (to choose it on validation): empty "
+                    "for the models' own, 'uniform' for Keras' uniform ±0.05, or the std of a normal start, e.g. 1e-4.",
+                    flag_values=FLAGS)
 flags.DEFINE_bool("on_validation", False, "Score every run on the validation split carved from train (to "
                   "choose between options), never on eval.", flag_values=FLAGS)
 
@@ -53,7 +60,8 @@ def main(argv) -> None:
       learning_rates=tuple(float(lr) for lr in FLAGS.learning_rates), warmup_steps=FLAGS.warmup_steps,
       validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
-      on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir))
+      on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir, id_encoding=FLAGS.id_encoding,
+      embedding_init=FLAGS.embedding_init))
   print(markdown(results))
 
 

@@ -9,7 +9,10 @@ finished runs of the same protocol.
 
 Protocol (HeMix Section 4.1): every model is trained from scratch with the same batch size, learning rate
 and number of steps on the train split (the standard time split's first 90%) and evaluated on the eval
-split. With several learning rates the shared one is chosen on a validation split carved from the end of
+split, after every epoch (a run's `curve`; its `metrics` are the last epoch's), overall and for the users
+seen / not seen in its training examples (`slices`: warm / cold). Ids are encoded as the pipeline's
+Transform encodes them (`--id_encoding=vocabulary`: the vocabularies of the run's training examples,
+hemix_tf.data.analysis), or hashed (`hashing`, each table's collision rate in the run's log). With several learning rates the shared one is chosen on a validation split carved from the end of
 train by time (its last `validation_fraction`, seed 0): each model trains on the rest and is scored on it,
 and the rate with the best mean validation CTR AUC over the suite's models is used for all of them; eval
 is never read to choose. Reported: mean ± std over seeds of AUC, LogLoss and user-level GAUC per task,
@@ -26,10 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 from scipy import stats
 from tqdm import tqdm
 
+from hemix_tf.data.analysis import Analysis, analyze
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import make_dataset, read_timestamps
@@ -38,10 +43,13 @@ from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
+from hemix_tf.data.preprocessing import AnalyzedPreprocessor
 from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
 from hemix_tf.trainer import ProgressLogger, evaluate
 
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
+USERS = "users"  # the slice of the scored examples: "warm" (the user has a training example) or "cold"
+ID_ENCODINGS = ("vocabulary", "hashing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +73,10 @@ class ExperimentConfig:
   # events; at most the sequence job's lengths) and every embedding's width. None: the data's / suite's.
   sequence_lengths: tuple[int, int] | None = None
   embedding_dim: int | None = None
+  id_encoding: str = "vocabulary"  # one of ID_ENCODINGS
+  # Every model's embedding start, to choose it on validation: "" the models' own, "uniform" Keras'
+  # uniform ±0.05, or a standard deviation of a normal start (e.g. "1e-4").
+  embedding_init: str = ""
 
   def __post_init__(self):
     if self.suite not in SUITES:
@@ -85,6 +97,14 @@ class ExperimentConfig:
       raise ValueError(f"embedding_dim must be positive: {self.embedding_dim}")
     if self.warmup_steps < 0:
       raise ValueError(f"warmup_steps must be >= 0: {self.warmup_steps}")
+    if self.embedding_init not in ("", "uniform"):
+      try:
+        if float(self.embedding_init) <= 0:
+          raise ValueError
+      except ValueError:
+        raise ValueError(f"embedding_init must be '', 'uniform' or a positive std: {self.embedding_init!r}") from None
+    if self.id_encoding not in ID_ENCODINGS:
+      raise ValueError(f"id_encoding '{self.id_encoding}' is not one of {ID_ENCODINGS}")
 
   def protocol(self, learning_rate: float) -> str:
     """The shared hyper-parameters as a directory name, e.g. bs256-lr0.001-1epoch."""
@@ -93,14 +113,19 @@ class ExperimentConfig:
     lengths = f"-L{self.sequence_lengths[0]}x{self.sequence_lengths[1]}" if self.sequence_lengths else ""
     width = f"-emb{self.embedding_dim}" if self.embedding_dim else ""
     warmup = f"-warmup{self.warmup_steps}" if self.warmup_steps else ""
-    return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}"
+    hashed = "-hashed" if self.id_encoding == "hashing" else ""
+    init = f"-init{self.embedding_init}" if self.embedding_init else ""
+    return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}{init}{hashed}"
 
   def model_config(self, name: str):
-    """The suite's config of model `name`, with the protocol's embedding width."""
+    """The suite's config of model `name`, with the protocol's embedding width and start."""
     config = SUITES[self.suite][name]
-    if self.embedding_dim is None:
-      return config
-    return dataclasses.replace(config, embedding_dim={group: self.embedding_dim for group in config.embedding_dim})
+    if self.embedding_dim is not None:
+      config = dataclasses.replace(config, embedding_dim={group: self.embedding_dim for group in config.embedding_dim})
+    if self.embedding_init:
+      config = dataclasses.replace(config, embedding_init_stddev=(None if self.embedding_init == "uniform"
+                                                                  else float(self.embedding_init)))
+    return config
 
   def feature_config(self, manifest: dict) -> FeatureConfig:
     """The dataset's feature config, with the protocol's sequence lengths."""
@@ -167,35 +192,73 @@ def forward_gflops(model, fc: FeatureConfig, config) -> float:
   return _FORWARD_GFLOPS[key]
 
 
+def split_analysis(cfg: ExperimentConfig, manifest: dict, split: Split, time_gap_buckets: int) -> Analysis:
+  """The Transform's statistics of the split's training examples, computed once per dataset and split."""
+  start, end = split.train_timestamps or (None, None)
+  path = Path(cfg.output_dir) / cfg.dataset / "data" / "analysis" / f"train-{start}-{end}-gaps{time_gap_buckets}.json"
+  if not path.exists():
+    analyze(split.train_files, load_feature_config(manifest["feature_config"]), time_gap_buckets,
+            split.train_timestamps).save(path)
+  return Analysis.load(path)
+
+
+def encoder_for(cfg: ExperimentConfig, fc: FeatureConfig, config, analysis: Analysis, out) -> object:
+  """The run's preprocessor (cfg.id_encoding); hashing writes each table's collision rate to `out`."""
+  if cfg.id_encoding == "vocabulary":
+    return AnalyzedPreprocessor(fc, analysis, config.time_gap_buckets)
+  for table, rate in analysis.hash_collisions(config.hash_buckets).items():
+    print(f"  hashing {table}: {rate:.1%} of its train values share a row ({config.hash_buckets} rows)",
+          file=out, flush=True)
+  return hashing_preprocessor(fc, config)
+
+
+class EpochScores(keras.callbacks.Callback):
+  """The scored split's metrics after every epoch (`score()`), with the epoch's mean train loss."""
+
+  def __init__(self, score):
+    super().__init__()
+    self.score, self.curve = score, []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.curve.append({"epoch": epoch + 1, "train_loss": float(logs["loss"]), "metrics": self.score()})
+
+
 def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: Split,
             learning_rate: float, log: Path) -> dict:
-  """Trains one model with one seed on the split's training examples and scores it on its eval ones;
-  its training progress goes to the file `log` (a line per tenth of the steps)."""
+  """Trains one model with one seed on the split's training examples and scores it on its eval ones
+  after every epoch; its training progress goes to the file `log` (a line per tenth of the steps)."""
   config = cfg.model_config(name)
   fc = cfg.feature_config(manifest)
-  preprocessor = hashing_preprocessor(fc, config)
-  keras.utils.set_random_seed(seed)
-  steps = cfg.train_steps or cfg.epochs * -(-split.train_examples // cfg.batch_size)
-
-  def keep_user(raw):
-    return {**preprocessor(raw), GROUP: raw[USER_ID]}
-
-  train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
-                       repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
-                       pad_for=fc)
-  model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla, cfg.warmup_steps)
-  start = time.perf_counter()
+  analysis = split_analysis(cfg, manifest, split, config.time_gap_buckets)
+  epoch_steps = cfg.train_steps or -(-split.train_examples // cfg.batch_size)
+  seen = list(analysis.counts[USER_ID])
+  warm = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(seen or [""]), tf.constant([1] * len(seen) or [0], tf.int64)), default_value=0)
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open("w") as out:
-    history = model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=steps, epochs=1,
-                        verbose=0, callbacks=[FailOnNonFiniteLoss(), ProgressLogger(max(1, steps // 10), out)])
-  seconds = time.perf_counter() - start
-  scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
-                        timestamps=split.eval_timestamps, pad_for=fc)
-  metrics = evaluate(model, scored, config.tasks, group_key=GROUP)
-  return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate, "steps": steps,
-          "train_seconds": round(seconds, 1), "train_loss": float(history.history["loss"][-1]),
-          "metrics": metrics, **parameter_counts(model, fc), "gflops": forward_gflops(model, fc, config),
+    preprocessor = encoder_for(cfg, fc, config, analysis, out)
+
+    def keep_user(raw):
+      user = raw[USER_ID] if raw[USER_ID].dtype == tf.string else tf.strings.as_string(raw[USER_ID])
+      return {**preprocessor(raw), GROUP: raw[USER_ID], USERS: tf.where(warm.lookup(user) > 0, "warm", "cold")}
+
+    keras.utils.set_random_seed(seed)
+    train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
+                         repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
+                         pad_for=fc)
+    scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
+                          timestamps=split.eval_timestamps, pad_for=fc)
+    model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla, cfg.warmup_steps)
+    scores = EpochScores(lambda: evaluate(model, scored, config.tasks, group_key=GROUP, slice_key=USERS))
+    start = time.perf_counter()
+    model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=epoch_steps, epochs=cfg.epochs,
+              verbose=0, callbacks=[FailOnNonFiniteLoss(), scores,
+                                    ProgressLogger(max(1, epoch_steps * cfg.epochs // 10), out)])
+  seconds = time.perf_counter() - start  # with the scoring after each epoch
+  return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate,
+          "steps": epoch_steps * cfg.epochs, "train_seconds": round(seconds, 1),
+          "train_loss": scores.curve[-1]["train_loss"], "metrics": scores.curve[-1]["metrics"],
+          "curve": scores.curve, **parameter_counts(model, fc), "gflops": forward_gflops(model, fc, config),
           "config": dataclasses.asdict(config)}
 
 

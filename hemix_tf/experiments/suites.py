@@ -32,12 +32,17 @@ def baseline(model: str, **size) -> BaselineConfig:
                                                    "realtime_search": HEMIX.realtime_search, **size})
 
 
+DNN = baseline("dnn", hidden=(256, 128))
 DLRM = baseline("dlrm", hidden=(768, 384, 128))
 DLRM_NO_SEARCH = dataclasses.replace(DLRM, global_search=False, realtime_search=False)  # before session 4
 
 SUITES: dict[str, dict[str, InputConfig]] = {
     # HeMix Table 2: dense parameters within about 0.7-1.4x of HeMix cpu-small's.
     "table2": {
+        # What a user compares with first (FuxiCTR's DNN and DIN): the concatenated embeddings through an MLP.
+        "DNN": DNN,
+        "DNN w/o sequences": dataclasses.replace(DNN, use_sequences=False),
+        "DIN": baseline("din", hidden=(256, 128)),
         "DLRM": DLRM,
         "DLRM w/o search": DLRM_NO_SEARCH,
         "DCNv2": baseline("dcnv2", cross_rank=64, hidden=(256, 128)),

@@ -1,13 +1,19 @@
 """The baselines of HeMix Table 2 under HeMix's feature interface (the papers' baseline notes).
 
 Every baseline reads the same encoded features through the same `FeatureEmbedding` (same tables and
-widths) and ends in the same per-task heads (Eq. 22). None has a sequence module, so each sequence enters
-as two fields (docs/ARCHITECTURE.md): its masked mean event and a DIN-style target-attention pooling with
-the candidate item as the target. Fields are then projected to a common width d:
+widths) and ends in the same per-task heads (Eq. 22); `use_sequences=False` drops the sequences.
+The two a user knows from FuxiCTR read the concatenated embeddings with an MLP:
+  DNN         each sequence as its masked mean event
+  DIN         each sequence as its target-attention pooling (DIN's activation unit, the candidate item as
+              the target)
+The others have no sequence module, so each sequence enters as two fields (docs/ARCHITECTURE.md): its
+masked mean event and the DIN pooling. Fields are then projected to a common width d:
 
   fields [B, F, d]   F = non-sequential features + 2 per sequence
-  DLRM        bottom MLP on the dense features; pairwise dot products of all fields (tfrs DotInteraction)
-              with the bottom output; top MLP
+  DLRM        bottom MLP on the dense features; pairwise dot products of all fields and the bottom output
+              (tfrs DotInteraction), concatenated with the bottom output; top MLP. Without dense features
+              (MovieLens) there is no bottom: the top MLP reads the fields' dot products only, as the
+              paper's interaction defines it (and FuxiCTR's DLRM does)
   DCNv2       Cross layers x_{l+1} = x_0 * (W x_l + b) + x_l (tfrs Cross) on the flattened fields, then a
               DNN (stacked) or beside a DNN (parallel)
   AutoInt+    multi-head self-attention over fields with a projected residual, plus a parallel DNN
@@ -132,20 +138,25 @@ class Baseline(RankingModel):
   def __init__(self, feature_config: FeatureConfig, config: BaselineConfig, table_sizes: Mapping[str, int],
                **kwargs):
     super().__init__(feature_config, config, table_sizes, **kwargs)
-    self.searched = searched_sequences(feature_config, config)
+    self.searched = searched_sequences(feature_config, config) if config.use_sequences else ()
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     kinds = [f.kind for f in feature_config.features]
     self.dense_fields = [i for i, k in enumerate(kinds) if k == FeatureKind.DENSE]
     self.item_fields = [i for i, f in enumerate(feature_config.features) if f.group == FeatureGroup.ITEM]
-    self.pooling = {s: TargetAttentionPooling(config.din_hidden, name=f"din_{s}") for s in SEQUENCES}
-    n_fields = len(kinds) + 2 * len(SEQUENCES)
+    self.sequences = SEQUENCES if config.use_sequences else ()
+    self.pooling = {s: TargetAttentionPooling(config.din_hidden, name=f"din_{s}") for s in self.sequences}
+    self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
+    if config.model in ("dnn", "din"):
+      self.dnn = mlp(config.hidden, "dnn")
+      return
+    n_fields = len(kinds) + 2 * len(self.sequences)
     if config.model == "dlrm":  # dense features go through the bottom MLP instead of a projection
       n_fields -= len(self.dense_fields)
-      self.bottom = mlp((config.hidden[-1],), "bottom") + [keras.layers.Dense(config.d, name="bottom_out")]
+      if self.dense_fields:
+        self.bottom = mlp((config.hidden[-1],), "bottom") + [keras.layers.Dense(config.d, name="bottom_out")]
     self.n_fields = n_fields
     self.projections = [keras.layers.Dense(config.d, name=f"field_{i}") for i in range(n_fields)]
     self._build_interaction(config, n_fields)
-    self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
 
   def _build_interaction(self, c: BaselineConfig, n_fields: int) -> None:
     if c.model == "dlrm":
@@ -171,14 +182,23 @@ class Baseline(RankingModel):
       self.blocks = [RankMixerBlock(c.expansion, name=f"rankmixer_{i}") if c.model == "rankmixer"
                      else TransformerBlock(c.heads, c.expansion, name=f"transformer_{i}") for i in range(c.layers)]
 
-  def fields(self, embedded: list[tf.Tensor], sequences: dict, search: dict | None = None) -> tf.Tensor:
-    """[B, F, d]: the projected non-sequential fields (DLRM: without the dense ones), then per sequence
-    its mean and target-attention pooling (over the hard-searched events where `search` has a mask)."""
+  def pooled_sequences(self, embedded: list[tf.Tensor], sequences: dict, search: dict,
+                       poolings: tuple[str, ...]) -> list[tf.Tensor]:
+    """Per sequence, its `poolings` in order: "mean" the masked mean event [B, d_I], "din" the
+    target-attention pooling [B, d_I] (over the hard-searched events where `search` has a mask)."""
     candidate = tf.concat([embedded[i] for i in self.item_fields], axis=-1)
-    raw = [x for i, x in enumerate(embedded) if self.config.model != "dlrm" or i not in self.dense_fields]
-    for s in SEQUENCES:
+    pooled = []
+    for s in self.sequences:
       events, mask = sequences[s]
-      raw += [masked_mean(events, mask), self.pooling[s]([candidate, events, mask], (search or {}).get(s))]
+      pooled += [masked_mean(events, mask) if kind == "mean" else
+                 self.pooling[s]([candidate, events, mask], search.get(s)) for kind in poolings]
+    return pooled
+
+  def fields(self, embedded: list[tf.Tensor], sequences: dict, search: dict) -> tf.Tensor:
+    """[B, F, d]: the projected non-sequential fields (DLRM: without the dense ones), then per sequence
+    its mean and target-attention pooling."""
+    raw = [x for i, x in enumerate(embedded) if self.config.model != "dlrm" or i not in self.dense_fields]
+    raw += self.pooled_sequences(embedded, sequences, search, ("mean", "din"))
     return tf.stack([proj(x) for proj, x in zip(self.projections, raw)], axis=1)
 
   def _run(self, layers, x):
@@ -190,13 +210,17 @@ class Baseline(RankingModel):
     """The vector the task heads read, [B, ·]."""
     c = self.config
     embedded = self.embedding.fields(features)
-    sequences = {s: self.embedding.sequence(features, s) for s in SEQUENCES}
+    sequences = {s: self.embedding.sequence(features, s) for s in self.sequences}
     search = search_masks(self.feature_config, self.searched, features)
+    if c.model in ("dnn", "din"):
+      pooled = self.pooled_sequences(embedded, sequences, search, ("mean",) if c.model == "dnn" else ("din",))
+      return self._run(self.dnn, tf.concat(embedded + pooled, axis=-1))
     fields = self.fields(embedded, sequences, search)
     flat = tf.reshape(fields, [-1, self.n_fields * c.d])
     if c.model == "dlrm":
-      bottom = (self._run(self.bottom, tf.concat([embedded[i] for i in self.dense_fields], axis=-1))
-                if self.dense_fields else tf.zeros_like(fields[:, 0]))
+      if not self.dense_fields:
+        return self._run(self.top, self.interaction(tf.unstack(fields, axis=1)))
+      bottom = self._run(self.bottom, tf.concat([embedded[i] for i in self.dense_fields], axis=-1))
       dots = self.interaction(tf.unstack(tf.concat([bottom[:, None], fields], axis=1), axis=1))
       return self._run(self.top, tf.concat([bottom, dots], axis=-1))
     if c.model.startswith("dcnv2"):
@@ -213,7 +237,7 @@ class Baseline(RankingModel):
       return tf.reshape(self._run(self.attention, fields), [-1, self.n_fields * c.d])
     if c.model == "mtgr":
       tokens, masks = [fields], [tf.ones_like(fields[:, :, 0])]
-      for s in SEQUENCES:
+      for s in self.sequences:
         events, mask = sequences[s]
         tokens.append(self.event_projection(events))
         masks.append(mask)

@@ -122,17 +122,18 @@ class HeMixConfig(InputConfig):
 
 # The baselines' and the comparison models' configurations (their layers: baselines.py, hyformer.py,
 # mixformer.py), here so that a configuration can be read without importing TensorFlow.
-BASELINES = ("dlrm", "dcnv2", "dcnv2-parallel", "autoint", "hiformer", "mtgr", "rankmixer", "transformer")
+BASELINES = ("dnn", "din", "dlrm", "dcnv2", "dcnv2-parallel", "autoint", "hiformer", "mtgr", "rankmixer", "transformer")
 
 
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig(InputConfig):
   model: str = "dlrm"  # one of BASELINES
+  use_sequences: bool = True  # False: the non-sequential fields only (e.g. "DNN w/o sequences")
   d: int = 32  # field / token width
   layers: int = 2  # cross / attention / mixer layers
   heads: int = 2
   tokens: int = 16  # RankMixer / Transformer: T tokens from the automatic split (d must divide by T)
-  hidden: tuple[int, ...] = (256, 128)  # DNN, DLRM's top MLP
+  hidden: tuple[int, ...] = (256, 128)  # DNN / DIN's MLP, DLRM's top MLP
   expansion: int = 4  # FFN width factor
   cross_rank: int | None = None  # DCNv2: low-rank W (None: full rank)
   din_hidden: int = 32  # DIN activation unit
