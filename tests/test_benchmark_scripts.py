@@ -36,3 +36,21 @@ def test_every_benchmark_that_imports_the_product_imports_this_tree_first():
     imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
     first = [line for line in imports if not line.startswith("from __future__")][0]
     assert first.startswith("import this_tree"), script.name
+
+
+def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_best():
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  try:
+    from movielens_fixed_protocol import model_row
+  finally:
+    sys.path.remove(str(REPO / "benchmarks"))
+
+  def run(aucs):
+    slices = {"warm": {"auc": 0.8}, "cold": {"auc": 0.7}}
+    return {"curve": [{"train_loss": 0.5, "metrics": {"click": {"auc": a, "slices": slices}}} for a in aucs],
+            "metrics": {"click": {"auc": aucs[-1], "slices": slices}}}
+
+  row = model_row([run([0.75, 0.74, 0.73]), run([0.76, 0.75, 0.74])])
+  assert row["click_auc_values"] == [0.73, 0.74] and abs(row["click_auc_mean"] - 0.735) < 1e-9
+  assert row["per_epoch_mean"] == [0.755, 0.745, 0.735] and abs(row["best_epoch_minus_last"] - 0.02) < 1e-9
+  assert row["click_auc_by_users"] == {"warm": 0.8, "cold": 0.7}

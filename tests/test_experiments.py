@@ -223,6 +223,8 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   slices = run["metrics"]["click"]["slices"]
   assert set(slices) <= {"warm", "cold"} and sum(s["examples"] for s in slices.values()) == \
       run["metrics"]["click"]["examples"]
+  norms = run["curve"][-1]["embedding_norms"]
+  assert set(norms) >= {"item_id", "user_id", "time_gap"} and all(n["last"] >= 0 for n in norms.values())
 
 
 def test_runs_encode_ids_as_the_pipelines_transform_unless_hashing_is_asked(prepared, tmp_path):

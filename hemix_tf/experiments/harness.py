@@ -10,7 +10,7 @@ finished runs of the same protocol.
 Protocol (HeMix Section 4.1): every model is trained from scratch with the same batch size, learning rate
 and number of steps on the train split (the standard time split's first 90%) and evaluated on the eval
 split, after every epoch (a run's `curve`; its `metrics` are the last epoch's), overall and for the users
-seen / not seen in its training examples (`slices`: warm / cold). Ids are encoded as the pipeline's
+seen / not seen in its training examples (`slices`: warm / cold), with the embedding tables' norms. Ids are encoded as the pipeline's
 Transform encodes them (`--id_encoding=vocabulary`: the vocabularies of the run's training examples,
 hemix_tf.data.analysis), or hashed (`hashing`, each table's collision rate in the run's log). With several learning rates the shared one is chosen on a validation split carved from the end of
 train by time (its last `validation_fraction`, seed 0): each model trains on the rest and is scored on it,
@@ -212,15 +212,27 @@ def encoder_for(cfg: ExperimentConfig, fc: FeatureConfig, config, analysis: Anal
   return hashing_preprocessor(fc, config)
 
 
+def embedding_norms(model) -> dict:
+  """{table: mean L2 norm of its rows but the last, and the last row's}: with vocabularies the last row is
+  the out-of-vocabulary one (what cold users and new items read); with hashing an ordinary row."""
+  norms = {}
+  for name, table in model.embedding.tables.items():
+    rows = np.linalg.norm(table.embeddings.numpy(), axis=1)
+    norms[name] = {"rows": float(rows[:-1].mean()) if len(rows) > 1 else None, "last": float(rows[-1])}
+  return norms
+
+
 class EpochScores(keras.callbacks.Callback):
-  """The scored split's metrics after every epoch (`score()`), with the epoch's mean train loss."""
+  """The scored split's metrics after every epoch (`score()`), with the epoch's mean train loss and the
+  embedding tables' norms."""
 
   def __init__(self, score):
     super().__init__()
     self.score, self.curve = score, []
 
   def on_epoch_end(self, epoch, logs=None):
-    self.curve.append({"epoch": epoch + 1, "train_loss": float(logs["loss"]), "metrics": self.score()})
+    self.curve.append({"epoch": epoch + 1, "train_loss": float(logs["loss"]), "metrics": self.score(),
+                       "embedding_norms": embedding_norms(self.model)})
 
 
 def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: Split,
