@@ -73,8 +73,8 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
              slice_key: str | None = None) -> dict:
   """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset; with
   `group_key` (a feature holding e.g. the raw user id) also the GAUC; with `slice_key` (a feature of a few
-  values, e.g. whether the user was seen in train) the AUC and example count per value of it, under
-  "slices"."""
+  values, e.g. whether the user was seen in train) the AUC, mean label / prediction and example count per
+  value of it, under "slices"."""
   labels, preds, oracle, groups, slices = {t: [] for t in tasks}, {t: [] for t in tasks}, [], [], []
   for features in dataset:
     out = model(features, training=False)
@@ -97,7 +97,8 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
     if slice_key:
       values = np.concatenate(slices)
       metrics[t]["slices"] = {str(v.decode() if isinstance(v, bytes) else v): {
-          "auc": auc(y[values == v], p[values == v]), "examples": int((values == v).sum())}
+          "auc": auc(y[values == v], p[values == v]), "mean_label": float(y[values == v].mean()),
+          "mean_prediction": float(p[values == v].mean()), "examples": int((values == v).sum())}
           for v in np.unique(values)}
   if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
     metrics["click"]["oracle_auc"] = auc(np.concatenate(labels["click"]), np.concatenate(oracle))
