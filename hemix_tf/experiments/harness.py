@@ -214,9 +214,12 @@ def encoder_for(cfg: ExperimentConfig, fc: FeatureConfig, config, analysis: Anal
 
 def embedding_norms(model) -> dict:
   """{table: mean L2 norm of its rows but the last, and the last row's}: with vocabularies the last row is
-  the out-of-vocabulary one (what cold users and new items read); with hashing an ordinary row."""
+  the out-of-vocabulary one (what cold users and new items read); with hashing an ordinary row. Tables
+  the model never reads (e.g. the events' without sequences) are left out."""
   norms = {}
   for name, table in model.embedding.tables.items():
+    if not table.built:
+      continue
     rows = np.linalg.norm(table.embeddings.numpy(), axis=1)
     norms[name] = {"rows": float(rows[:-1].mean()) if len(rows) > 1 else None, "last": float(rows[-1])}
   return norms
