@@ -43,6 +43,9 @@ flags.DEFINE_enum("id_encoding", "vocabulary", ["vocabulary", "hashing"], "vocab
                   "vocabularies with an out-of-vocabulary row, as the pipeline's Transform encodes ids (the shipped "
                   "model); hashing: every id hashed into the model's hash_buckets rows (each table's collision "
                   "rate goes to the run's log).", flag_values=FLAGS)
+flags.DEFINE_integer("vocabulary_min_count", None, "With --id_encoding=vocabulary: values seen fewer times in "
+                     "the run's training examples share the out-of-vocabulary row (default: the pipeline's).",
+                     flag_values=FLAGS)
 flags.DEFINE_string("embedding_init", "", "Every model's embedding start (to choose it on validation): empty "
                     "for the models' own, 'uniform' for Keras' uniform ±0.05, or the std of a normal start, e.g. 1e-4.",
                     flag_values=FLAGS)
@@ -61,7 +64,8 @@ def main(argv) -> None:
       validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
       on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir, id_encoding=FLAGS.id_encoding,
-      embedding_init=FLAGS.embedding_init))
+      embedding_init=FLAGS.embedding_init,
+      **({"vocabulary_min_count": FLAGS.vocabulary_min_count} if FLAGS.vocabulary_min_count else {})))
   print(markdown(results))
 
 

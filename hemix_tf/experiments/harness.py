@@ -38,7 +38,7 @@ from hemix_tf.data.analysis import Analysis, analyze
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import make_dataset, read_timestamps
-from hemix_tf.data.feature_config import USER_ID, FeatureConfig, load_feature_config
+from hemix_tf.data.feature_config import USER_ID, VOCABULARY_MIN_COUNT, FeatureConfig, load_feature_config
 from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
@@ -74,6 +74,7 @@ class ExperimentConfig:
   sequence_lengths: tuple[int, int] | None = None
   embedding_dim: int | None = None
   id_encoding: str = "vocabulary"  # one of ID_ENCODINGS
+  vocabulary_min_count: int = VOCABULARY_MIN_COUNT  # values seen fewer times in train share the OOV row
   # Every model's embedding start, to choose it on validation: "" the models' own, "uniform" Keras'
   # uniform ±0.05, or a standard deviation of a normal start (e.g. "1e-4").
   embedding_init: str = ""
@@ -103,6 +104,8 @@ class ExperimentConfig:
           raise ValueError
       except ValueError:
         raise ValueError(f"embedding_init must be '', 'uniform' or a positive std: {self.embedding_init!r}") from None
+    if self.vocabulary_min_count < 1:
+      raise ValueError(f"vocabulary_min_count must be >= 1: {self.vocabulary_min_count}")
     if self.id_encoding not in ID_ENCODINGS:
       raise ValueError(f"id_encoding '{self.id_encoding}' is not one of {ID_ENCODINGS}")
 
@@ -113,7 +116,8 @@ class ExperimentConfig:
     lengths = f"-L{self.sequence_lengths[0]}x{self.sequence_lengths[1]}" if self.sequence_lengths else ""
     width = f"-emb{self.embedding_dim}" if self.embedding_dim else ""
     warmup = f"-warmup{self.warmup_steps}" if self.warmup_steps else ""
-    hashed = "-hashed" if self.id_encoding == "hashing" else ""
+    hashed = ("-hashed" if self.id_encoding == "hashing" else
+              f"-vmin{self.vocabulary_min_count}" if self.vocabulary_min_count != VOCABULARY_MIN_COUNT else "")
     init = f"-init{self.embedding_init}" if self.embedding_init else ""
     return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}{init}{hashed}"
 
@@ -205,7 +209,7 @@ def split_analysis(cfg: ExperimentConfig, manifest: dict, split: Split, time_gap
 def encoder_for(cfg: ExperimentConfig, fc: FeatureConfig, config, analysis: Analysis, out) -> object:
   """The run's preprocessor (cfg.id_encoding); hashing writes each table's collision rate to `out`."""
   if cfg.id_encoding == "vocabulary":
-    return AnalyzedPreprocessor(fc, analysis, config.time_gap_buckets)
+    return AnalyzedPreprocessor(fc, analysis, config.time_gap_buckets, cfg.vocabulary_min_count)
   for table, rate in analysis.hash_collisions(config.hash_buckets).items():
     print(f"  hashing {table}: {rate:.1%} of its train values share a row ({config.hash_buckets} rows)",
           file=out, flush=True)
