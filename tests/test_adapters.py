@@ -132,7 +132,7 @@ def test_hemix_data_grouplens_writes_dead_letters_and_balances(tmp_path):
 
 def test_amazon_counts_and_negatives(amazon_dir):
   interactions, items = amazon.read_grocery(amazon_dir)
-  imp, ev = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5)
+  imp, ev = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5, negatives="popularity")
   assert ev.num_rows == 121_892
   assert pc.count_distinct(ev["user_id"]).as_py() == 14_681
   assert pc.count_distinct(ev["item_id"]).as_py() == 8_687
@@ -152,7 +152,30 @@ def test_amazon_counts_and_negatives(amazon_dir):
   assert np.mean(in_month) > 0.999
   for r, i in zip(neg["request_id"].to_pylist(), neg["item_id"].to_pylist()):
     assert pos_item[r.rsplit("-", 1)[0]] != i
-  again = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5)[0]
+  again = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=5, negatives="popularity")[0]
   assert again.equals(imp)
-  other = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=6)[0]
+  other = amazon.to_contract(interactions, items, AMAZON, negatives_per_positive=2, seed=6, negatives="popularity")[0]
   assert not other["item_id"].equals(imp["item_id"])
+
+
+def test_amazon_catalogue_negatives_are_uniform_over_the_items_as_dins(amazon_dir):
+  """The default (DIN's Amazon protocol): one negative per review drawn uniformly from the catalogue,
+  never the reviewed item: rare items are drawn as often as popular ones."""
+  interactions, items = amazon.read_grocery(amazon_dir)
+  imp, _ = amazon.to_contract(interactions, items, AMAZON, seed=5)
+  assert imp.num_rows == 2 * 121_892 and pc.sum(imp["click"]).as_py() == 121_892
+  neg = imp.filter(pc.equal(imp["click"], 0))["item_id"].to_numpy()
+  pos = imp.filter(pc.equal(imp["click"], 1))["item_id"].to_numpy()
+  catalogue = np.unique(items["item_id"])
+  assert set(neg) <= set(catalogue)
+  # Uniform: each item drawn about 121,892 / |catalogue| times, the most reviewed one's included.
+  counts = np.bincount(np.searchsorted(catalogue, neg), minlength=len(catalogue))
+  expected = len(neg) / len(catalogue)
+  assert abs(counts.mean() - expected) < 1e-9 and counts.max() < 3 * expected + 10
+  assert counts[np.bincount(np.searchsorted(catalogue, pos)).argmax()] < 3 * expected + 10
+  by_review = {}
+  for r, i, c in zip(imp["request_id"].to_pylist(), imp["item_id"].to_pylist(), imp["click"].to_pylist()):
+    by_review.setdefault(r.rsplit("-", 1)[0], {})[c] = i
+  assert all(v[0] != v[1] for v in by_review.values())
+  with pytest.raises(ValueError, match="negatives"):
+    amazon.to_contract(interactions, items, AMAZON, negatives="hard")

@@ -2,9 +2,13 @@
 
 Each review is a purchase: an impression with click = 1 and a behaviour event (behavior = "review",
 side info = the item category). The data has no negatives and no conversion signal: every review gets
-`negatives_per_positive` sampled negative impressions (click = 0) at the same second, drawn in
-proportion to popularity among the items reviewed in the same calendar month (as DIN did for Amazon),
-never the reviewed item itself; `conversion` is 0 everywhere (train the CTR task only on this data).
+`negatives_per_positive` sampled negative impressions (click = 0) at the same second, never the reviewed
+item itself, drawn by `negatives` (NEGATIVES):
+  "catalogue"   uniformly from the item catalogue (DIN's Amazon protocol, and most public Amazon CTR
+                benchmarks': a negative is mostly an item the user would not buy; the default)
+  "popularity"  in proportion to popularity among the items reviewed in the same calendar month (a harder
+                task: a negative is as popular as a positive, so item popularity tells nothing)
+`conversion` is 0 everywhere (train the CTR task only on this data).
 Deterministic per seed. Timestamps are whole UTC days, so real-time (same-day) sequences are nearly
 always empty on this dataset.
 """
@@ -33,6 +37,27 @@ def read_grocery(directory) -> tuple[dict, dict]:
 
 def _month(ts: np.ndarray) -> np.ndarray:
   return ts.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+
+
+NEGATIVES = ("catalogue", "popularity")
+
+
+def sample_catalogue_negatives(item: np.ndarray, catalogue: np.ndarray, k: int,
+                               seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """`k` negatives per positive drawn uniformly from `catalogue` (distinct item ids), never the positive.
+
+  Returns (positive index, negative item) arrays of length k * len(item).
+  """
+  if len(catalogue) < 2:
+    raise ValueError("cannot sample negatives: the catalogue has a single item")
+  rng = np.random.default_rng([seed, 0xCA7A])
+  pos = np.repeat(np.arange(len(item)), k)
+  neg = catalogue[rng.integers(0, len(catalogue), len(pos))]
+  todo = np.flatnonzero(neg == item[pos])
+  while len(todo):  # redraw the draws that hit the reviewed item (1 in len(catalogue))
+    neg[todo] = catalogue[rng.integers(0, len(catalogue), len(todo))]
+    todo = todo[neg[todo] == item[pos[todo]]]
+  return pos, neg
 
 
 def sample_negatives(user: np.ndarray, item: np.ndarray, ts: np.ndarray, k: int,
@@ -64,11 +89,17 @@ def sample_negatives(user: np.ndarray, item: np.ndarray, ts: np.ndarray, k: int,
 
 
 def to_contract(interactions: dict, items: dict, config: FeatureConfig, negatives_per_positive: int = 1,
-                seed: int = 0) -> tuple[pa.Table, pa.Table]:
+                seed: int = 0, negatives: str = "catalogue") -> tuple[pa.Table, pa.Table]:
+  if negatives not in NEGATIVES:
+    raise ValueError(f"negatives '{negatives}' is not one of {NEGATIVES}")
   order = np.lexsort((interactions["item_id"], interactions["user_id"], interactions["time"]))
   user, item, ts = (np.asarray(interactions[c])[order] for c in ("user_id", "item_id", "time"))
   category = np.asarray(items["i_category"])
-  pos, neg = sample_negatives(user, item, ts, negatives_per_positive, seed)
+  if negatives == "catalogue":
+    catalogue = np.unique(np.asarray(items["item_id"]))
+    pos, neg = sample_catalogue_negatives(item, catalogue, negatives_per_positive, seed)
+  else:
+    pos, neg = sample_negatives(user, item, ts, negatives_per_positive, seed)
   imp_user = np.concatenate([user, user[pos]])
   imp_item = np.concatenate([item, neg])
   imp_ts = np.concatenate([ts, ts[pos]])

@@ -41,6 +41,9 @@ flags.DEFINE_float("avg_realtime_len", SyntheticConfig.avg_realtime_len, "synthe
                    flag_values=FLAGS)
 flags.DEFINE_integer("negatives_per_positive", 1, "amazon-grocery: sampled negatives per review.",
                      flag_values=FLAGS)
+flags.DEFINE_enum("negatives", "catalogue", ["catalogue", "popularity"], "amazon-grocery: how negatives are "
+                  "drawn: uniformly from the item catalogue (DIN's protocol) or in proportion to the month's "
+                  "popularity (a harder task).", flag_values=FLAGS)
 
 
 DEAD_LETTERS = "dead_letters.jsonl"
@@ -50,7 +53,7 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
           cache_dir: str = "data_cache", num_impressions: int = 100_000, seed: int = 0,
           avg_global_len: float = SyntheticConfig.avg_global_len,
           avg_realtime_len: float = SyntheticConfig.avg_realtime_len,
-          negatives_per_positive: int = 1) -> dict:
+          negatives_per_positive: int = 1, negatives: str = "catalogue") -> dict:
   """Runs one adapter and writes the dataset directory; returns its manifest."""
   config = load_feature_config(feature_config or DATASETS[dataset])
   rejected = None  # the dead letters of a source whose lines can be rejected (GroupLens)
@@ -74,8 +77,10 @@ def build(dataset: str, output_dir: str, feature_config: str | None = None, sour
         raise cli_flags.UserError("--dataset=amazon-grocery needs --source_dir (train.csv, item_meta.csv)")
       source = source_dir
       tables = amazon.to_contract(*amazon.read_grocery(source), config,
-                                  negatives_per_positive=negatives_per_positive, seed=seed)
+                                  negatives_per_positive=negatives_per_positive, seed=seed, negatives=negatives)
     blocks, info, total = [tables], {"source": str(Path(source).resolve())}, tables[0].num_rows
+    if dataset == "amazon-grocery":
+      info["negatives"] = negatives
     if rejected is not None:  # every source line is an impression or a dead letter
       info.update(source_records=total + len(rejected), rejected_records=len(rejected),
                   dead_letters=str(Path(output_dir).resolve() / DEAD_LETTERS))
@@ -90,7 +95,7 @@ def main(argv):
   del argv
   manifest = build(FLAGS.dataset, FLAGS.output_dir, FLAGS.feature_config, FLAGS.source_dir,
                    FLAGS.cache_dir, FLAGS.num_impressions, FLAGS.seed, FLAGS.avg_global_len,
-                   FLAGS.avg_realtime_len, FLAGS.negatives_per_positive)
+                   FLAGS.avg_realtime_len, FLAGS.negatives_per_positive, FLAGS.negatives)
   print(json.dumps(manifest, indent=2))
   print(f"dataset written to {Path(FLAGS.output_dir).resolve()}")
 

@@ -38,6 +38,9 @@ flags.DEFINE_float("validation_fraction", 0.1, "The last share of train (by time
 flags.DEFINE_integer("synthetic_impressions", 1_000_000, "Size of the synthetic dataset.", flag_values=FLAGS)
 flags.DEFINE_string("source_dir", None, "The dataset's input files (amazon-grocery needs them; ml-100k "
                     "defaults to the recbole wheel's).", flag_values=FLAGS)
+flags.DEFINE_enum("negatives", "catalogue", ["catalogue", "popularity"], "amazon-grocery: negatives drawn "
+                  "uniformly from the catalogue (DIN's protocol) or by the month's popularity (a harder task; "
+                  "use another --output_dir for each).", flag_values=FLAGS)
 flags.DEFINE_list("models", [], "A subset of the suite's models.", flag_values=FLAGS)
 flags.DEFINE_enum("id_encoding", "vocabulary", ["vocabulary", "hashing"], "vocabulary: the train split's "
                   "vocabularies with an out-of-vocabulary row, as the pipeline's Transform encodes ids (the shipped "
@@ -64,7 +67,7 @@ def main(argv) -> None:
       validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
       on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir, id_encoding=FLAGS.id_encoding,
-      embedding_init=FLAGS.embedding_init,
+      embedding_init=FLAGS.embedding_init, negatives=FLAGS.negatives,
       **({"vocabulary_min_count": FLAGS.vocabulary_min_count} if FLAGS.vocabulary_min_count else {})))
   print(markdown(results))
 

@@ -63,6 +63,7 @@ class ExperimentConfig:
   batch_size: int = 256  # the paper's, for every model
   xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers + Adam)
   source_dir: str | None = None  # the adapter's input files (amazon-grocery needs them; ml-100k: the wheel)
+  negatives: str = "catalogue"  # amazon-grocery: how negatives are drawn (hemix_tf.data.amazon.NEGATIVES)
   learning_rates: tuple[float, ...] = (1e-3,)  # several: the shared one is chosen on validation
   warmup_steps: int = 0  # the learning rate rises linearly over these first steps (LinearWarmup)
   validation_fraction: float = 0.1  # the last share of train (by time) that tuning is scored on
@@ -174,8 +175,12 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   data = Path(cfg.output_dir) / cfg.dataset / "data"
   if not (data / "raw" / "manifest.json").exists():
     build(cfg.dataset, str(data / "raw"), source_dir=cfg.source_dir,  # ml-100k: None = the recbole wheel
-          num_impressions=cfg.synthetic_impressions)
+          num_impressions=cfg.synthetic_impressions, negatives=cfg.negatives)
   manifest = read_manifest(data / "raw")
+  built = manifest.get("negatives", "popularity")  # Amazon data built before the option: popularity
+  if cfg.dataset == "amazon-grocery" and built != cfg.negatives:
+    raise ValueError(f"{data / 'raw'} was built with negatives={built}, not {cfg.negatives}: use another "
+                     "--output_dir")
   summary_file = data / "examples" / "job_summary.json"
   if not summary_file.exists():
     run_sequence_job(SequenceJobConfig(str(data / "raw" / "impressions"), str(data / "raw" / "events"),
