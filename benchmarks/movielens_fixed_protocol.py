@@ -12,7 +12,9 @@ resumed by the harness (table2 suite), so a second call prints the stored figure
 minutes of training per run on 2 cores; the pipeline about 10 minutes.
 """
 import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
+import contextlib
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -81,7 +83,8 @@ def main(argv):
   del argv
   cfg = ExperimentConfig(suite="table2", dataset="ml-100k", output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
                          models=MODELS, source_dir=FLAGS.source_dir, **PROTOCOL)
-  results = run_grid(cfg)
+  with contextlib.redirect_stdout(sys.stderr):  # the grid's progress lines: stdout is the JSON only
+    results = run_grid(cfg)
   runs_dir = Path(cfg.output_dir) / cfg.dataset / cfg.suite / "runs" / results["protocol"]
   rows = {name: model_row([json.loads((runs_dir / name.replace("/", "_") / f"seed{s}.json").read_text())
                            for s in range(cfg.seeds)]) for name in MODELS}
@@ -95,7 +98,8 @@ def main(argv):
             "seeds": cfg.seeds, "models": rows, "untrained_heuristics": results["heuristics"],
             "public_libraries": PUBLIC, "checks": checks}
   if FLAGS.pipeline:
-    report["pipeline"] = pipeline_row(cfg, prepare_examples(cfg)[0])
+    with contextlib.redirect_stdout(sys.stderr):
+      report["pipeline"] = pipeline_row(cfg, prepare_examples(cfg)[0])
   print(json.dumps(report, indent=2))
 
 
