@@ -14,13 +14,13 @@ An id is its string form (ints as decimal), as `preprocessing._ids_as_strings` m
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from hemix_tf.data.examples import SEQUENCES, TIME_GAP, make_dataset, parse_spec, sequence_feature
@@ -86,21 +86,21 @@ def analyze(file_pattern: str, config: FeatureConfig, time_gap_buckets: int,
   needed = {m for ms in members.values() for m in ms} | set(dense) | set(gaps)
   ds = make_dataset(file_pattern, {k: v for k, v in spec.items() if k in needed}, batch_size,
                     timestamps=timestamps)
-  counted: dict[str, list[pd.Series]] = {table: [] for table in members}
+  counted = {table: collections.Counter() for table in members}
   sums = {name: np.zeros(3) for name in dense}  # n, sum, sum of squares
   histogram = np.zeros(_HISTOGRAM_BINS, np.int64)
   for batch in ds:
     for table, names in members.items():
       values = np.concatenate([_strings(_flat(batch[m])) for m in names])
-      counted[table].append(pd.Series(values).value_counts())
+      unique, counts = np.unique(values, return_counts=True)
+      counted[table].update(dict(zip(unique.tolist(), counts.tolist())))
     for name in dense:
       x = batch[name].numpy().astype(np.float64)
       x = np.sign(x) * np.log1p(np.abs(x))
       sums[name] += (len(x), x.sum(), (x * x).sum())
     logs = np.log1p(np.maximum(np.concatenate([_flat(batch[g]) for g in gaps]), 0).astype(np.float64))
     histogram += np.histogram(logs, _HISTOGRAM_BINS, (0.0, _LOG_GAP_MAX))[0]
-  counts = {table: {str(v): int(c) for v, c in pd.concat(parts).groupby(level=0).sum().items()} if parts else {}
-            for table, parts in counted.items()}
+  counts = {table: {str(v): int(c) for v, c in counter.items()} for table, counter in counted.items()}
   moments = {}
   for name, (n, s, ss) in sums.items():
     mean = s / n if n else 0.0
