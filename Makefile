@@ -11,7 +11,7 @@ STAMP := $(VENV)/.hemix-installed
 INSTALL_INPUTS := requirements/stack.txt requirements/overrides.txt requirements/dev.txt setup.py tools/tfx_bsl_sql_util_shim.py
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast clean
+.PHONY: install browser demo test test-fast clean
 
 install: $(STAMP)
 
@@ -31,7 +31,14 @@ $(STAMP): $(INSTALL_INPUTS)
 demo: install
 	$(PY) -m hemix_tf.demo --run_dir=$(RUN_DIR)
 
-test: install
+# The report's test opens it in a real headless browser: Debian's Chromium and its WebDriver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(VENV)/bin/ruff check hemix_tf pipelines tests benchmarks tools
 	$(PY) -m pytest -q --durations=10 tests
 

@@ -3,8 +3,11 @@
 import os
 
 from tfx import v1 as tfx
+from tfx.types import artifact
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from pipelines.report import build_report
 
 SCHEMA_DIFF = "SchemaDiff.pb"  # what ExampleValidator writes per split
 
@@ -34,3 +37,23 @@ def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard
   if found:
     lines = [f"  {split}: {m}" for split, messages in found.items() for m in messages]
     raise RuntimeError("ExampleValidator found anomalies; the run stops before training:\n" + "\n".join(lines))
+
+
+class RunReport(artifact.Artifact):
+  """A directory with the run's report: index.html and its figures."""
+  TYPE_NAME = "HemixRunReport"
+
+
+@tfx.dsl.components.component
+def ReportGen(statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+              model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+              model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+              evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+              blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+              report: tfx.dsl.components.OutputArtifact[RunReport],
+              examples_dir: tfx.dsl.components.Parameter[str] = "",
+              title: tfx.dsl.components.Parameter[str] = "HeMix run"):
+  """Writes the run's report (index.html with its figures) into the `report` artifact."""
+  blessed = bool(blessing.get_int_custom_property("blessed")) if blessing.has_custom_property("blessed") else None
+  build_report(statistics.uri, model_run.uri, model.uri, evaluation.uri, blessed, examples_dir,
+               title).write(report.uri)

@@ -9,6 +9,7 @@ Kubeflow Pipelines V2.
          transform graph inside, serving raw tf.Examples)
       ─> Evaluator(on the raw examples; AUC >= min_auc, and no worse than the latest blessed model)
       ─> Pusher(if blessed)
+      ─> ReportGen(the run's HTML report from the statistics, the Trainer's logs, the evaluation; report.py)
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from hemix_tf.data.examples import USER_ACTIVITY
 from hemix_tf.data.feature_config import read_text
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
-from pipelines.components import AnomaliesGate, read_anomalies
+from pipelines.components import AnomaliesGate, ReportGen, RunReport, read_anomalies
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
 from pipelines.progress import component_progress
+from pipelines.report import report_page
 
 MODULE_DIR = Path(__file__).resolve().parent / "module"
 TRAINER_MODULE_FILE, RUN_FN = str(MODULE_DIR / "hemix_trainer_module.py"), "hemix_tf.trainer.run_fn"
@@ -49,7 +51,9 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
                                                    absolute={"value": -cfg.max_auc_drop}))
   metrics = [tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="BinaryCrossentropy"),
              tfma.MetricConfig(class_name="MeanLabel"), tfma.MetricConfig(class_name="MeanPrediction"),
-             tfma.MetricConfig(class_name="Calibration")]
+             tfma.MetricConfig(class_name="Calibration"),
+             # 1,000 buckets of the prediction: the report merges them into deciles (pipelines/report.py)
+             tfma.MetricConfig(class_name="CalibrationPlot")]
   # The blessing threshold applies to the overall slice only; the activity slices are reported.
   overall_only = [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]
   specs = [tfma.MetricsSpec(output_names=["click"], metrics=[
@@ -119,10 +123,14 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_dir)))
+  report = ReportGen(statistics=statistics_gen.outputs["statistics"], model_run=trainer.outputs["model_run"],
+                     model=trainer.outputs["model"], evaluation=evaluator.outputs["evaluation"],
+                     blessing=evaluator.outputs["blessing"], examples_dir=cfg.examples_dir,
+                     title=f"{cfg.pipeline_name}: {cfg.model_preset} on {os.path.basename(cfg.examples_dir.rstrip('/'))}")
   return tfx.dsl.Pipeline(
       pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
-                  latest_blessed, evaluator, pusher],
+                  latest_blessed, evaluator, pusher, report],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(cfg.beam_pipeline_args))
 
@@ -204,6 +212,11 @@ class RunRecord:
       counts[split] = sum(d.num_examples for d in stats.datasets)
     return counts
 
+  def report(self) -> str | None:
+    """The latest run report's page."""
+    report = self.latest(RunReport.TYPE_NAME)
+    return report_page(report.uri) if report is not None else None
+
   def key_figure(self, component: str) -> str:
     """The figure that says whether a finished component did its job ("" when it has none)."""
     if component == "StatisticsGen":
@@ -222,6 +235,8 @@ class RunRecord:
       return (f"click AUC {auc:.4f}, " if auc is not None else "") + ("blessed" if self.blessed() else "not blessed")
     if component == "Pusher":
       return f"pushed to {self.pushed_model()}" if self.pushed_model() else "not pushed"
+    if component == "ReportGen":
+      return f"report {self.report()}"
     return ""
 
 
@@ -230,4 +245,5 @@ def run_summary(cfg: PipelineConfig) -> dict:
   (from ML Metadata)."""
   record = RunRecord(cfg.metadata_path)
   metrics, slices = record.evaluation()
-  return {"metrics": metrics, "slices": slices, "blessed": record.blessed(), "pushed_model": record.pushed_model()}
+  return {"metrics": metrics, "slices": slices, "blessed": record.blessed(), "pushed_model": record.pushed_model(),
+          "report": record.report()}
