@@ -2,7 +2,8 @@
 
 1. the synthetic AMAP-like raw logs (hemix-data), 2. the Beam sequence job's point-in-time examples,
 3. the TFX pipeline on LocalDagRunner: statistics, schema, validation, Transform, HeMix training, TFMA
-evaluation and blessing, push of the SavedModel. Prints the eval AUC and the pushed SavedModel's path.
+evaluation and blessing, push of the SavedModel, the run's report. Prints the eval AUC, the pushed
+SavedModel's path and, last, the report's.
 """
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ def main(argv):
   else:
     print(f"[1/3] generating {FLAGS.num_impressions:,} synthetic AMAP-like impressions into {raw}")
     manifest = build("synthetic", str(raw), num_impressions=FLAGS.num_impressions, seed=FLAGS.seed)
-  print(json.dumps({k: manifest[k] for k in ("impressions", "events", "impression_users",
-                                            "eval_start_timestamp", "eval_impressions")}, indent=2))
-  print(f"raw logs (contract Parquet): {raw}/impressions, {raw}/events")
+  print(f"{manifest['impressions']:,} impressions of {manifest['impression_users']:,} users, "
+        f"{manifest['events']:,} events; eval from timestamp {manifest['eval_start_timestamp']} "
+        f"({manifest['eval_impressions']:,} impressions); contract Parquet in {raw}")
   examples = run_dir / "examples"
   if (examples / "job_summary.json").exists():  # unchanged examples: the pipeline's cache applies
     print(f"[2/3] examples already at {examples} (delete the directory to rebuild)")
@@ -48,9 +49,8 @@ def main(argv):
         impressions=str(raw / "impressions"), events=str(raw / "events"), output_dir=str(examples),
         eval_start_timestamp=manifest["eval_start_timestamp"], feature_config=manifest["feature_config"],
         overwrite=True))  # no job_summary.json: a killed run's leftovers
-  print(json.dumps(summary["counters"], indent=2))
-  print(f"train examples: {summary['outputs']['train']}")
-  print(f"eval examples:  {summary['outputs']['eval']}")
+  print(", ".join(f"{name} {value:,}" for name, value in summary["counters"].items()))
+  print(f"examples: {summary['outputs']['train']}, {summary['outputs']['eval']}")
   print("[3/3] TFX pipeline (LocalDagRunner): statistics, schema, validation, Transform, Trainer "
         "(HeMix cpu-small), Evaluator, Pusher")
   cfg = PipelineConfig(examples_dir=str(examples), pipeline_root=str(run_dir / "pipeline"),
@@ -65,6 +65,7 @@ def main(argv):
   print(f"blessed: {summary['blessed']}")
   print(f"pushed SavedModel: {summary['pushed_model']}")
   print(f"pipeline artifacts: {cfg.pipeline_root}   ML Metadata: {cfg.metadata_path}")
+  print(f"report: {summary['report']}")
 
 
 def run_cli():

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +22,7 @@ from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.preprocessing import TransformGraph
 from hemix_tf.distribute import is_chief, strategy_for, write_dir
 from hemix_tf.metrics import auc, group_auc, logloss
+from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
@@ -51,22 +53,36 @@ class TrainerConfig:
   warm_start_from: str | None = None  # a SavedModel this package exported: training starts from its weights
 
 
-class ProgressLogger(keras.callbacks.Callback):
-  """One line per `every` optimizer steps (step, loss, seconds since training began) to `out`: long runs
-  show progress without Keras' per-step bars."""
+# Training progress records; a pipeline run shows them on the terminal under the Trainer
+# (pipelines/progress.py), while the libraries' logs go to a file.
+PROGRESS = logging.getLogger("hemix_tf.progress")
 
-  def __init__(self, every: int, out: TextIO | None = None):  # None: sys.stdout
+
+class ProgressLogger(keras.callbacks.Callback):
+  """A line every `every` optimizer steps and at the last one, to `write`:
+
+      step 120/400  loss 0.2841  1,512 examples/s  ETA 19 s
+
+  examples/s since the previous line; the ETA from the rate since training (or its resumption) began."""
+
+  def __init__(self, every: int, total_steps: int, batch_size: int, write: Callable[[str], None] = PROGRESS.info):
     super().__init__()
-    self.every, self.out = every, out
+    self.every, self.total_steps, self.batch_size, self.write = every, total_steps, batch_size, write
 
   def on_train_begin(self, logs=None):
-    self.start = time.perf_counter()
+    self.start = self.last_time = time.perf_counter()
+    self.first = self.last_step = int(self.model.optimizer.iterations.numpy())
 
   def on_train_batch_end(self, batch, logs=None):
     step = int(self.model.optimizer.iterations.numpy())
-    if step % self.every == 0:
-      print(f"  step {step}  loss {logs['loss']:.4f}  {time.perf_counter() - self.start:.0f} s", file=self.out,
-            flush=True)
+    if step % self.every and step != self.total_steps:
+      return
+    now = time.perf_counter()
+    rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
+    eta = (self.total_steps - step) * (now - self.start) / max(step - self.first, 1)
+    self.write(f"step {step:,}/{self.total_steps:,}  loss {logs['loss']:.4f}  {rate:,.0f} examples/s  "
+               f"ETA {eta:.0f} s")
+    self.last_step, self.last_time = step, now
 
 
 def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None,
@@ -154,9 +170,9 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
     model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.xla)
   if cfg.warm_start_from:
     warm_start(model, cfg.warm_start_from, next(iter(train.take(1)))[0])
-  print(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
-        f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
-  fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10)),
+  PROGRESS.info(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
+                f"({strategy.num_replicas_in_sync} replica(s))")
+  fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps, cfg.batch_size),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess, pad_for=fc), tasks)
   destination = cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model")
@@ -165,7 +181,8 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
     tf.io.gfile.rmtree(saved_model)
     return {"metrics": metrics, "saved_model": destination, "config": dataclasses.asdict(cfg)}
   record = {"trainer": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_config),
-            "code_version": code_version(), "feature_config": fc.name}
+            "code_version": code_version(), "feature_config": fc.name,
+            "parameters": parameter_counts(model, fc), "forward_gflops": forward_flops(model, fc) / 1e9}
   tf.io.gfile.makedirs(f"{saved_model}/assets.extra")
   with tf.io.gfile.GFile(f"{saved_model}/assets.extra/hemix_training.json", "w") as f:
     f.write(json.dumps(record, indent=2, default=str) + "\n")  # what trained this model

@@ -97,7 +97,9 @@ def main(argv):
   if FLAGS.kubeflow_output:
     print(f"Kubeflow V2 pipeline spec: {compile_kubeflow(cfg, FLAGS.kubeflow_output, FLAGS.image)}")
     return
-  print(json.dumps(run_local(cfg, verbose=FLAGS.verbose), indent=2))
+  summary = run_local(cfg, verbose=FLAGS.verbose)
+  print(json.dumps(summary, indent=2))
+  print(f"report: {summary['report']}")
 
 
 def run_cli():

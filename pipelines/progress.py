@@ -8,6 +8,11 @@ thousands of lines from Beam, TFMA and TensorFlow. `component_progress` reads th
   [4/10] SchemaGen: cached in 0 s
 
 with the component's key figure (rows, anomalies, AUC, blessing, pushed path) when `figure` gives one,
+the records of the `hemix_tf.progress` logger (the Trainer's steps, loss, examples/s, ETA) indented below
+its component, and a line every HEARTBEAT seconds while a component runs without printing anything
+
+      step 120/400  loss 0.2841  1,512 examples/s  ETA 19 s
+      Transform: running for 60 s
 
 while every log record and everything written to the process's stdout / stderr goes to `log_file`
 (unless `verbose`: then the terminal shows it all as well).
@@ -19,22 +24,35 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from typing import Callable, Iterator, TextIO
+
+from hemix_tf.trainer import PROGRESS
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _SKIPPED = re.compile(r"Skipping component (\S+)\.")
+HEARTBEAT = 30.0  # seconds without a line, while a component runs, before "running for N s"
+INDENT = "      "
 
 
 class ComponentProgress(logging.Handler):
   """absl records of LocalDagRunner -> `[i/n] <component>: cached|ran|skipped in <s> s` on `out`."""
 
-  def __init__(self, total: int, out: TextIO | None = None, figure: Callable[[str], str] | None = None):
+  def __init__(self, total: int, out: TextIO | None = None, figure: Callable[[str], str] | None = None,
+               heartbeat: float = HEARTBEAT):
     super().__init__(logging.INFO)
-    self.total, self.out, self.figure = total, out, figure
+    self.total, self.out, self.figure, self.heartbeat = total, out, figure, heartbeat
     self.done, self.lines = 0, []
     self._started, self._outcome = {}, "ran"
+    self._printed, self._lock, self._stop = time.monotonic(), threading.Lock(), threading.Event()
+
+  def _print(self, line: str) -> None:
+    with self._lock:
+      self.lines.append(line)
+      print(line, file=self.out or sys.stdout, flush=True)
+      self._printed = time.monotonic()
 
   def _line(self, component: str, outcome: str) -> None:
     self.done += 1
@@ -43,12 +61,30 @@ class ComponentProgress(logging.Handler):
     figure = self.figure(component) if self.figure and outcome != "skipped" else ""
     if figure:
       line += f", {figure}"
-    self.lines.append(line)
-    print(line, file=self.out or sys.stdout, flush=True)
+    self._print(line)
+
+  def beat(self) -> None:
+    """Prints "running for N s" for the running components if nothing was printed for `heartbeat` s."""
+    now = time.monotonic()
+    if now - self._printed >= self.heartbeat:
+      for component, started in list(self._started.items()):
+        self._print(f"{INDENT}{component}: running for {now - started:.0f} s")
+
+  def start(self) -> None:
+    """Beats from a daemon thread until `stop`."""
+    def loop():
+      while not self._stop.wait(min(5.0, self.heartbeat)):
+        self.beat()
+    threading.Thread(target=loop, daemon=True, name="component-progress").start()
+
+  def stop(self) -> None:
+    self._stop.set()
 
   def emit(self, record: logging.LogRecord) -> None:
     message = record.getMessage()
-    if match := _RUNNING.match(message):
+    if record.name == PROGRESS.name:
+      self._print(INDENT + message)
+    elif match := _RUNNING.match(message):
       self._started[match.group(1)], self._outcome = time.monotonic(), "ran"
     elif message.startswith("A cached execution"):
       self._outcome = "cached"
@@ -82,9 +118,11 @@ def component_progress(total: int, log_file: str, verbose: bool = False,
     root.setLevel(logging.INFO)
     for handler in (progress, to_file):
       root.addHandler(handler)
+    progress.start()
     try:
       yield progress
     finally:
+      progress.stop()
       for handler in (progress, to_file):
         root.removeHandler(handler)
       to_file.close()

@@ -46,7 +46,8 @@ def training_curves(model_run_uri: str) -> dict[str, list[tuple[int, float, floa
   """{tag: [(step, value, wall_time)]} of the scalars in the Trainer's TensorBoard train logs."""
   curves: dict[str, list] = {}
   for path in sorted(tf.io.gfile.glob(os.path.join(model_run_uri, "logs", "train", "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
+    for record in tf.data.TFRecordDataset(path):
+      event = tf.compat.v1.Event.FromString(record.numpy())
       for value in event.summary.value:
         scalar = (value.simple_value if value.HasField("simple_value")
                   else float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else None)
@@ -172,12 +173,14 @@ def deciles(buckets: list[tuple]) -> list[tuple[float, float, float]]:
 
 
 def _learning_figure(curves: dict, batch_size: int | None):
-  loss = next((curves[t] for t in ("batch_loss", "epoch_loss") if t in curves), [])
+  loss = curves.get("batch_loss", [])
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
   if loss:
-    steps, values, times = zip(*loss)
-    axes[0].plot(steps, values, marker=".")
-    axes[0].set(xlabel="step", ylabel="training loss (all tasks)", title="Training loss")
+    for tag in sorted(t for t in curves if t.startswith("batch_") and t.endswith("loss")):
+      steps, values, _ = zip(*curves[tag])
+      axes[0].plot(steps, values, marker=".", label=tag.removeprefix("batch_"))
+    axes[0].set(xlabel="step", ylabel="training loss (running mean)", title="Training loss")
+    axes[0].legend()
     rates = [(s1, (s1 - s0) * (batch_size or 1) / (t1 - t0)) for (s0, _, t0), (s1, _, t1)
              in zip(loss, loss[1:]) if t1 > t0]
     if rates:

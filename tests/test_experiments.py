@@ -71,8 +71,8 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch, capsy
   assert calls == [("RankMixer", 1)]
   assert "3/4 [" in capsys.readouterr().err  # the progress bar starts at the finished runs
   log = tmp_path / "synthetic" / "table4" / "runs" / "bs256-lr0.001-3steps" / "RankMixer" / "seed1.log"
-  assert [line.split()[:2] for line in log.read_text().splitlines()] == [["step", "1"], ["step", "2"],
-                                                                        ["step", "3"]]
+  assert [line.split()[:2] for line in log.read_text().splitlines()] == [["step", "1/3"], ["step", "2/3"],
+                                                                        ["step", "3/3"]]
   assert second["models"]["HeteroMixer"] == json.loads(json.dumps(first["models"]["HeteroMixer"]))
 
   # The same model config, seed and protocol in another suite is copied, not trained again.

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 
+from browser import rendered
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.schemas import schema_path
@@ -45,7 +46,6 @@ def _executions(cfg):
   return store.get_executions()
 
 
-@pytest.mark.slow
 def _progress_lines(capsys) -> list[str]:
   return [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
 
@@ -74,6 +74,14 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   out = loaded.signatures["serving_default"](examples=tf.stack(records))  # raw examples
   assert out["click"].shape == (4,)
   assert tf.io.gfile.exists(f"{first['pushed_model']}/assets/vocab_item_id")  # the Transform's vocabulary
+  assert figures["ReportGen"] == f"report {first['report']}"
+  shown = rendered(first["report"])  # in a real browser: every part, every figure loaded
+  assert shown["headings"] == ["Learning curves", "Calibration", "Slices and blessing", "Data", "Model"]
+  assert [alt for alt, _ in shown["images"]] == ["learning_curves", "calibration", "sequence_lengths"]
+  assert all(width > 0 for _, width in shown["images"])
+  page = Path(first["report"]).read_text()
+  assert "user_activity_bucket=" in page and "blessed" in page and "empty_realtime" in page
+  assert "dense parameters" in page and "(none: the preset as it is)" in page
 
   # The same run again: every component up to the Trainer comes from the cache (the Evaluator runs
   # again: its baseline, the latest blessed model, is now the first run's).
@@ -85,6 +93,9 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   lines = _progress_lines(capsys)
   assert len(lines) == total and sum(": cached in " in x for x in lines) == len(cached)
   assert second["metrics"]["click/auc"] == pytest.approx(first["metrics"]["click/auc"])  # vs a baseline
+  # The second report shows the last blessed model (the first run's) beside this one.
+  assert second["report"] != first["report"]
+  assert f"{first['metrics']['click/auc']:.4f}" in Path(second["report"]).read_text().split("last blessed")[-1]
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.
   pushed_before = tf.io.gfile.listdir(cfg.serving_dir)
@@ -112,7 +123,7 @@ def test_kubeflow_v2_compile(tmp_path):
   spec = json.loads(open(compile_kubeflow(cfg, str(tmp_path / "hemix.json"))).read())
   tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
   for name in ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomaliesGate",
-               "Transform", "Trainer", "Evaluator", "Pusher"):
+               "Transform", "Trainer", "Evaluator", "Pusher", "ReportGen"):
     assert name in tasks
   executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
   images = {e["container"]["image"] for e in executors.values() if "container" in e}

@@ -41,3 +41,22 @@ def test_a_finished_component_shows_its_key_figure(tmp_path, capsys):
       absl_logging.info("Component %s is finished.", component)
   lines = [line.split(" s", 1)[-1] for line in capsys.readouterr().out.splitlines()]
   assert lines == [", train 90 examples, eval 10 examples", "", ", click AUC 0.8000, blessed"]
+
+
+def test_the_trainers_progress_shows_under_its_component_and_a_silent_component_beats(tmp_path, capsys):
+  from hemix_tf.trainer import PROGRESS
+  with component_progress(2, str(tmp_path / "run.log")) as progress:
+    absl_logging.info("Component %s is running.", "Transform")
+    progress.heartbeat = 0.0  # "nothing printed for long enough", now
+    progress.beat()
+    progress.heartbeat = 3600.0
+    absl_logging.info("Component %s is finished.", "Transform")
+    absl_logging.info("Component %s is running.", "Trainer")
+    PROGRESS.info("step 20/40  loss 0.5000  1,000 examples/s  ETA 5 s")
+    progress.beat()  # a line was just printed: no beat
+    absl_logging.info("Component %s is finished.", "Trainer")
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split(" in ")[0] for line in lines] == [
+      "      Transform: running for 0 s", "[1/2] Transform: ran",
+      "      step 20/40  loss 0.5000  1,000 examples/s  ETA 5 s", "[2/2] Trainer: ran"]
+  assert "step 20/40" in (tmp_path / "run.log").read_text()

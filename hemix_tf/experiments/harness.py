@@ -277,7 +277,8 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
     start = time.perf_counter()
     model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=epoch_steps, epochs=cfg.epochs,
               verbose=0, callbacks=[FailOnNonFiniteLoss(), scores,
-                                    ProgressLogger(max(1, epoch_steps * cfg.epochs // 10), out)])
+                                    ProgressLogger(max(1, epoch_steps * cfg.epochs // 10), epoch_steps * cfg.epochs,
+                                                   cfg.batch_size, lambda line: print(line, file=out, flush=True))])
   seconds = time.perf_counter() - start  # with the scoring after each epoch
   return {"model": name, "seed": seed, "split": split.name, "learning_rate": learning_rate,
           "steps": epoch_steps * cfg.epochs, "train_seconds": round(seconds, 1),
