@@ -41,7 +41,7 @@ def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard
 
 class RunReport(artifact.Artifact):
   """A directory with the run's report: index.html and its figures."""
-  TYPE_NAME = "HemixRunReport"
+  TYPE_NAME = "hemix.RunReport"  # <namespace>.<Name>: what Kubeflow V2 accepts for a custom type
 
 
 @tfx.dsl.components.component

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -210,12 +211,16 @@ def _calibration_figure(calibration: dict):
 
 
 def _lengths_figure(lengths: dict):
+  """The share of examples with at most N events, per sequence (StatisticsGen's histograms are
+  quantiles: equal counts between their bounds)."""
   shown = {k: v for k, v in lengths.items() if "(" not in k}
   fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 3.4), squeeze=False)
   for ax, (sequence, buckets) in zip(axes[0], sorted(shown.items())):
-    ax.bar([(lo + hi) / 2 for lo, hi, _ in buckets], [n for _, _, n in buckets],
-           width=[max(hi - lo, 0.8) for lo, hi, _ in buckets], alpha=0.7)
-    ax.set(xlabel="events in the sequence", ylabel="examples", title=f"{sequence} sequence length (train)")
+    total = sum(n for _, _, n in buckets)
+    cumulative = np.cumsum([n for _, _, n in buckets]) / total
+    ax.step([buckets[0][0]] + [hi for _, hi, _ in buckets], [0.0, *cumulative], where="post")
+    ax.set(xlabel="events in the sequence", ylabel="share of examples with at most this many",
+           title=f"{sequence} sequence length (train)", ylim=(0, 1.02))
   return fig
 
 
@@ -247,6 +252,7 @@ def build_report(statistics_uri: str, model_run_uri: str, model_uri: str, evalua
   overall = result.metrics.get("all", {}).get("candidate", {})
   verdict = {True: "blessed", False: "not blessed", None: "no blessing recorded"}[blessed]
   page.text(f"Eval click AUC {overall.get('click/auc', float('nan')):.4f}, {verdict}. "
+            f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
             f"Model: {trainer.get('model_preset', '?')}, {trainer.get('train_steps', '?')} steps of "
             f"{trainer.get('batch_size', '?')}; feature config {record.get('feature_config', '?')}; "
             f"code {record.get('code_version', '?')}.", "good" if blessed else "bad")
@@ -279,7 +285,8 @@ def build_report(statistics_uri: str, model_run_uri: str, model_uri: str, evalua
     models = result.metrics[name]
     for output in outputs:
       this, last = models.get("candidate", {}), models.get("baseline", {})
-      rows.append([name, output, this.get(f"{output}/example_count"), this.get(f"{output}/auc"),
+      count = this.get(f"{output}/example_count")
+      rows.append([name, output, None if count is None else int(count), this.get(f"{output}/auc"),
                    last.get(f"{output}/auc"), this.get(f"{output}/binary_crossentropy"),
                    last.get(f"{output}/binary_crossentropy")])
   page.table(["slice", "output", "examples", "AUC", "AUC, last blessed", "LogLoss", "LogLoss, last blessed"], rows)

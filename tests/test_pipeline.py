@@ -95,7 +95,9 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   assert second["metrics"]["click/auc"] == pytest.approx(first["metrics"]["click/auc"])  # vs a baseline
   # The second report shows the last blessed model (the first run's) beside this one.
   assert second["report"] != first["report"]
-  assert f"{first['metrics']['click/auc']:.4f}" in Path(second["report"]).read_text().split("last blessed")[-1]
+  slices_table = Path(second["report"]).read_text().split("AUC, last blessed", 1)[1].split("</table>")[0]
+  auc = f"<td>{first['metrics']['click/auc']:.4f}</td>"
+  assert auc + auc in slices_table  # the same model, this run's and the last blessed one's columns
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.
   pushed_before = tf.io.gfile.listdir(cfg.serving_dir)
