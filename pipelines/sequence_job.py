@@ -32,7 +32,7 @@ from tfx_bsl.coders import example_coder
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
 from hemix_tf.data.examples import example_batch
 from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
-from hemix_tf.data.io import SUFFIXES, csv_header, parquet_file, raw_batches
+from hemix_tf.data.io import csv_header, decompressing, log_format, parquet_file, raw_batches, select_logs
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 from pipelines.beam_jobs import run_pipeline, write_summary
 from pipelines.local_runner import LOCAL_OPTIONS
@@ -72,23 +72,20 @@ def user_bucket(user_ids: np.ndarray, num_buckets: int) -> np.ndarray:
   return ((mixed >> np.uint64(32)) % np.uint64(num_buckets)).astype(np.int64)
 
 
-def open_with_beam(path: str, decompress: bool):
-  """Any Beam filesystem (local, gs://, s3://, hdfs://): the job reads what its runner can reach."""
-  return FileSystems.open(path, compression_type=CompressionTypes.AUTO if decompress
-                          else CompressionTypes.UNCOMPRESSED)
+# Any Beam filesystem (local, gs://, s3://, hdfs://): the job reads what its runner can reach. Beam only
+# hands over the stored bytes; hemix_tf.data.io decompresses them (Beam's CompressedFile is not a file
+# object pyarrow can read: its `closed` is a method).
+open_with_beam = decompressing(lambda path: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
 
 
 def match_logs(path: str) -> list[str]:
-  """The log files of a file, a glob pattern or a directory, on any Beam filesystem, sorted."""
-  pattern = path if any(c in path for c in "*?[") or path.endswith(SUFFIXES) else path.rstrip("/") + "/*"
+  """The log files of a file, a glob pattern or a directory, on any Beam filesystem (`select_logs`)."""
+  pattern = path if any(c in path for c in "*?[") or log_format(path) else path.rstrip("/") + "/*"
   try:
     metadata = FileSystems.match([pattern])[0].metadata_list
   except BeamIOError as e:
     raise DataContractError(f"{path}: cannot list input files: {e}") from None
-  files = sorted(m.path for m in metadata if m.path.endswith(SUFFIXES))
-  if not files:
-    raise DataContractError(f"{path}: no {'/'.join(SUFFIXES)} files match {pattern}")
-  return files
+  return select_logs([m.path for m in metadata], pattern)
 
 
 def plan_reads(path: str, kind: LogKind, config: FeatureConfig) -> list[tuple[str, str, int]]:
@@ -97,7 +94,7 @@ def plan_reads(path: str, kind: LogKind, config: FeatureConfig) -> list[tuple[st
   units = []
   needed = contract_schema(kind, config).names
   for file in match_logs(path):
-    if file.endswith(".parquet"):
+    if log_format(file)[0] == ".parquet":
       pf = parquet_file(file, open_with_beam)
       columns = pf.schema_arrow.names
       units += [(kind.value, file, g) for g in range(pf.num_row_groups)]

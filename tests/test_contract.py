@@ -1,14 +1,17 @@
 """The raw-log contract: round trips through Parquet and CSV, and clear errors on bad input."""
+import bz2
 import gzip
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 
 from hemix_tf.data.contract import MULTI_VALUE_SEPARATOR, DataContractError, LogKind, contract_schema
 from hemix_tf.data.feature_config import load_feature_config
-from hemix_tf.data.io import LogWriter, iter_log, read_log
+from hemix_tf.data.io import LogWriter, iter_log, raw_batches, read_log
+from pipelines.sequence_job import match_logs, open_with_beam
 from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
 
 CONFIG = load_feature_config("synthetic-lbs")
@@ -39,15 +42,43 @@ def test_parquet_round_trip(tmp_path, logs, kind):
   assert back.equals(logs[kind])
 
 
+def _compressed(data: bytes, suffix: str) -> bytes:
+  suffix = suffix.lower()
+  if suffix.endswith(".gz"):  # two gzip members, as `cat a.gz b.gz` or a parallel compressor writes
+    return gzip.compress(data[:len(data) // 2]) + gzip.compress(data[len(data) // 2:])
+  if suffix.endswith(".bz2"):
+    return bz2.compress(data)
+  if suffix.endswith(".zst"):
+    return zstandard.ZstdCompressor().compress(data)
+  return data
+
+
 @pytest.mark.parametrize("kind", list(LogKind))
-@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t"), (".csv.gz", ",")])
-def test_csv_round_trip(tmp_path, logs, kind, suffix, delimiter):
-  path = tmp_path / f"x{suffix}"
+@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t"), (".csv.gz", ","), (".TSV.GZ", "\t"),
+                                               (".CSV", ","), (".csv.bz2", ","), (".csv.zst", ",")])
+def test_csv_round_trip_in_every_documented_compression_locally_and_through_beam(tmp_path, logs, kind, suffix,
+                                                                                 delimiter):
+  path = tmp_path / "logs" / f"x{suffix}"
+  path.parent.mkdir()
   _to_csv(logs[kind], tmp_path / "plain", delimiter)
-  data = (tmp_path / "plain").read_bytes()
-  path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+  path.write_bytes(_compressed((tmp_path / "plain").read_bytes(), suffix))
   back = read_log(path, kind, CONFIG)
   assert back.to_pylist() == logs[kind].to_pylist()
+  # The sequence job reads through Beam's file systems (Beam's own CompressedFile broke pyarrow).
+  rows = sum(t.num_rows for t, _ in raw_batches(str(path), opener=open_with_beam))
+  assert rows == logs[kind].num_rows and match_logs(str(path.parent)) == [str(path)]
+
+
+def test_a_directory_with_a_file_of_unknown_format_is_refused_by_name(tmp_path, logs):
+  _to_csv(logs[LogKind.EVENTS], tmp_path / "part-0.csv")
+  (tmp_path / "_SUCCESS").write_text("")  # Spark's markers are skipped
+  (tmp_path / ".part-0.csv.crc").write_text("")
+  assert read_log(tmp_path, LogKind.EVENTS, CONFIG).num_rows == logs[LogKind.EVENTS].num_rows
+  assert match_logs(str(tmp_path)) == [str(tmp_path / "part-0.csv")]
+  (tmp_path / "part-1.csv.lz4").write_bytes(b"x")
+  for read in (lambda: read_log(tmp_path, LogKind.EVENTS, CONFIG), lambda: match_logs(str(tmp_path))):
+    with pytest.raises(DataContractError, match="part-1.csv.lz4: not a log file"):
+      read()
 
 
 def test_small_batches_cover_every_row(tmp_path, logs):
@@ -140,5 +171,8 @@ def test_unsupported_and_missing_paths(tmp_path):
     read_log(tmp_path / "x.json", LogKind.EVENTS, CONFIG)
   with pytest.raises(DataContractError, match="no such file"):
     read_log(tmp_path / "nope.csv", LogKind.EVENTS, CONFIG)
-  with pytest.raises(DataContractError, match="no .* files"):
+  with pytest.raises(DataContractError, match="x.json: not a log file"):
+    read_log(tmp_path, LogKind.EVENTS, CONFIG)
+  (tmp_path / "x.json").unlink()
+  with pytest.raises(DataContractError, match="no log files"):
     read_log(tmp_path, LogKind.EVENTS, CONFIG)

@@ -1,4 +1,4 @@
-"""Streaming, validated readers of the raw logs (Parquet, CSV / TSV, optionally gzipped) and the writer.
+"""Streaming, validated readers of the raw logs (Parquet, CSV / TSV, optionally compressed) and the writer.
 
 Every batch that leaves `iter_log` has passed `contract.conform`: it has the contract schema exactly, or
 the read stopped with a `DataContractError` naming the file, row (line) and column. We read with pyarrow
@@ -6,46 +6,106 @@ rather than tensorflow-io: tensorflow-io 0.37.1 (its last release) cannot load i
 """
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+import zstandard  # Beam's own dependency
 
 from hemix_tf.data.contract import DataContractError, InvalidLine, LogKind, Source, conform, contract_schema
 from hemix_tf.data.feature_config import FeatureConfig
 
-SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+# The documented formats: Parquet, or CSV / TSV as they are or compressed; suffixes in any case.
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+FORMATS = "Parquet (.parquet), CSV (.csv) or TSV (.tsv), the text ones optionally .gz / .bz2 / .zst"
 DEFAULT_BATCH_ROWS = 1 << 16
 
 
+def log_format(path: str) -> tuple[str, str | None] | None:
+  """(table suffix, compression or None) of a log file's name, any case; None: not a log format."""
+  name = str(path).rsplit("/", 1)[-1].lower()
+  compression = next((c for suffix, c in COMPRESSIONS.items() if name.endswith(suffix)), None)
+  if compression:
+    name = name[:name.rindex(".")]
+  table = next((t for t in TABLE_SUFFIXES if name.endswith(t)), None)
+  if table is None or (table == ".parquet" and compression):
+    return None
+  return table, compression
+
+
+def is_hidden(path: str) -> bool:
+  """Hadoop's and Spark's marker files (`_SUCCESS`, `.part-0.crc`): never logs, skipped in directories."""
+  return str(path).rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+
+
+def select_logs(paths: list[str], where: str) -> list[str]:
+  """The log files among the files of a directory (or a pattern's matches), sorted: marker files are
+  skipped, any other file that is not a log format fails, named, so that no rows are silently left out."""
+  files = sorted(str(p) for p in paths if not is_hidden(p))
+  unknown = [f for f in files if log_format(f) is None]
+  if unknown:
+    raise DataContractError(f"{unknown[0]}: not a log file ({FORMATS}); move it out of {where}"
+                            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+  if not files:
+    raise DataContractError(f"{where}: no log files ({FORMATS})")
+  return files
+
+
 def log_files(path: str | Path) -> list[Path]:
-  """The log files at `path`: the file itself, or the supported files of a directory, sorted."""
+  """The log files at `path`: the file itself, or a directory's files (`select_logs`)."""
   path = Path(path)
   if path.is_dir():
-    files = sorted(p for p in path.iterdir() if p.name.endswith(SUFFIXES))
-    if not files:
-      raise DataContractError(f"{path}: no {'/'.join(SUFFIXES)} files in this directory")
-    return files
+    return [Path(f) for f in select_logs([str(p) for p in path.iterdir() if p.is_file()], str(path))]
   if not path.exists():
     raise DataContractError(f"{path}: no such file or directory")
-  if not path.name.endswith(SUFFIXES):
-    raise DataContractError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
+  if log_format(str(path)) is None:
+    raise DataContractError(f"{path}: unsupported file type; expected {FORMATS}")
   return [path]
 
 
-def open_local(path: str, decompress: bool) -> BinaryIO:
-  """A binary file; `decompress` un-gzips `.gz` files (CSV), Parquet is opened as is."""
-  return gzip.open(path, "rb") if decompress and path.endswith(".gz") else open(path, "rb")
+class _Decompressed(io.BufferedReader):
+  """A decompressing reader that also closes the file under it."""
+
+  def __init__(self, stream, raw: BinaryIO):
+    super().__init__(stream)
+    self._raw = raw
+
+  def close(self) -> None:
+    try:
+      super().close()
+    finally:
+      self._raw.close()
 
 
-Opener = Callable[[str, bool], BinaryIO]  # (path, decompress) -> binary file, e.g. Beam FileSystems
+def decompressing(open_raw: Callable[[str], BinaryIO]) -> Opener:
+  """An Opener over `open_raw` (path -> the file's bytes as stored, e.g. a local file or Beam's
+  FileSystems): with `decompress`, the compression its suffix names is undone (gzip with concatenated
+  members, bz2, zstd) into a regular buffered reader."""
+  def open_log(path: str, decompress: bool) -> BinaryIO:
+    raw = open_raw(path)
+    compression = (log_format(path) or ("", None))[1] if decompress else None
+    if compression == "gzip":
+      return _Decompressed(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+    if compression == "bz2":
+      return _Decompressed(bz2.BZ2File(raw, mode="rb"), raw)
+    if compression == "zstd":
+      return _Decompressed(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), raw)
+    return raw
+  return open_log
+
+
+Opener = Callable[[str, bool], BinaryIO]  # (path, decompress) -> binary file
+open_local: Opener = decompressing(lambda path: open(path, "rb"))
 
 
 def _delimiter(path: str) -> str:
-  return "\t" if ".tsv" in path else ","
+  return "\t" if log_format(path)[0] == ".tsv" else ","
 
 
 def csv_header(path: str, opener: Opener = open_local) -> list[str]:
@@ -120,7 +180,7 @@ def raw_batches(file: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS, row_grou
                 opener: Opener = open_local) -> Iterator[tuple[pa.Table, Source]]:
   """Unvalidated (table, source) batches of one file; Parquet can be limited to one row group."""
   file = str(file)
-  if file.endswith(".parquet"):
+  if log_format(file)[0] == ".parquet":
     return _parquet_batches(file, batch_rows, row_group, opener)
   return _csv_batches(file, batch_rows, opener)
 
