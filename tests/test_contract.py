@@ -176,3 +176,28 @@ def test_unsupported_and_missing_paths(tmp_path):
   (tmp_path / "x.json").unlink()
   with pytest.raises(DataContractError, match="no log files"):
     read_log(tmp_path, LogKind.EVENTS, CONFIG)
+
+
+@pytest.mark.parametrize("value", ["NA", "N/A", "null", "NULL", "nan", "None", "#N/A", "-NaN"])
+def test_only_an_empty_csv_cell_is_missing_every_other_string_is_a_value(tmp_path, logs, value):
+  table = logs[LogKind.IMPRESSIONS]
+  genders = table["gender"].to_pylist()
+  genders[3], genders[4] = value, None  # a value pyarrow would take for null by default, and a missing one
+  _to_csv(table.set_column(table.column_names.index("gender"), "gender", pa.array(genders)), tmp_path / "i.csv")
+  lines = (tmp_path / "i.csv").read_text().splitlines()
+  lines[4] = lines[4].replace(f'"{value}"', value)  # unquoted, as most exports write it
+  (tmp_path / "i.csv").write_text("\n".join(lines) + "\n")
+  back = read_log(tmp_path / "i.csv", LogKind.IMPRESSIONS, CONFIG)["gender"].to_pylist()
+  assert back[3] == value and back[4] is None
+
+
+def test_a_non_finite_dense_value_in_a_csv_is_a_bad_row_not_a_missing_value(tmp_path, logs):
+  table = logs[LogKind.IMPRESSIONS]
+  _to_csv(table, tmp_path / "plain.csv")
+  lines = (tmp_path / "plain.csv").read_text().splitlines()
+  column = lines[0].split(",").index('"distance_km"')
+  fields = lines[3].split(",")
+  fields[column] = "nan"
+  (tmp_path / "i.csv").write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")
+  with pytest.raises(DataContractError, match=r"\(line 4\), column 'distance_km': a dense feature must be finite"):
+    read_log(tmp_path / "i.csv", LogKind.IMPRESSIONS, CONFIG)

@@ -125,7 +125,9 @@ def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[p
   next batch's `Source.invalid` (a batch of 0 rows carries those found after the last data row)."""
   delimiter = _delimiter(path)
   names = csv_header(path, opener)
-  convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
+  # Only an empty cell is missing (the contract's rule): pyarrow's default null strings ("NA", "N/A",
+  # "null", "nan", ...) are values here, a gender "NA" stays "NA" and a dense "nan" is a bad row.
+  convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
   invalid: list[InvalidLine] = []
 
