@@ -9,7 +9,7 @@ thousands of lines from Beam, TFMA and TensorFlow. `component_progress` reads th
 
 with the component's key figure (rows, anomalies, AUC, blessing, pushed path) when `figure` gives one,
 the records of the `hemix_tf.progress` logger (the Trainer's steps, loss, examples/s, ETA) indented below
-its component, and a line every HEARTBEAT seconds while a component runs without printing anything
+its component, and "running for N s" at 30, 60, 120, ... s while a component runs without printing anything
 
       step 120/400  loss 0.2841  1,512 examples/s  ETA 19 s
       Transform: running for 60 s
@@ -33,7 +33,7 @@ from hemix_tf.trainer import PROGRESS
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _SKIPPED = re.compile(r"Skipping component (\S+)\.")
-HEARTBEAT = 30.0  # seconds without a line, while a component runs, before "running for N s"
+HEARTBEAT = 30.0  # the first "running for N s" of a silent component; then at twice its running time
 INDENT = "      "
 
 
@@ -64,10 +64,12 @@ class ComponentProgress(logging.Handler):
     self._print(line)
 
   def beat(self) -> None:
-    """Prints "running for N s" for the running components if nothing was printed for `heartbeat` s."""
+    """Prints "running for N s" for a running component once nothing was printed for `heartbeat`
+    seconds and for half its running time: at 30, 60, 120, 240 s ..., a few lines however long it runs."""
     now = time.monotonic()
-    if now - self._printed >= self.heartbeat:
-      for component, started in list(self._started.items()):
+    quiet = now - self._printed
+    for component, started in list(self._started.items()):
+      if quiet >= max(self.heartbeat, (now - started) / 2):
         self._print(f"{INDENT}{component}: running for {now - started:.0f} s")
 
   def start(self) -> None:

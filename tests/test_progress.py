@@ -60,3 +60,16 @@ def test_the_trainers_progress_shows_under_its_component_and_a_silent_component_
       "      Transform: running for 0 s", "[1/2] Transform: ran",
       "      step 20/40  loss 0.5000  1,000 examples/s  ETA 5 s", "[2/2] Trainer: ran"]
   assert "step 20/40" in (tmp_path / "run.log").read_text()
+
+
+def test_a_silent_component_beats_at_30_60_120_seconds(monkeypatch):
+  import io
+  from pipelines import progress as module
+  now = [0.0]
+  monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+  out = io.StringIO()
+  progress = ComponentProgress(1, out)
+  progress.emit(logging.LogRecord("absl", logging.INFO, "", 0, "Component Transform is running.", (), None))
+  for now[0] in range(0, 250, 5):
+    progress.beat()
+  assert [line.split("for ")[1] for line in out.getvalue().splitlines()] == ["30 s", "60 s", "120 s", "240 s"]
