@@ -202,14 +202,16 @@ def build_pipeline(p: beam.Pipeline, cfg: BatchScoringConfig) -> None:
 
 
 DEFAULT_OPTIONS = list(LOCAL_OPTIONS)  # in memory: TF uses every core itself
+TOOL = "hemix-batch-score"  # in the summary: `--overwrite` replaces only this tool's outputs
 
 
 def run(cfg: BatchScoringConfig, beam_args: list[str] | None = None) -> dict:
   """Runs the job; returns the summary (counters, outputs), also written to job_summary.json."""
-  with staged_output(cfg.output_dir, cfg.overwrite) as staging:  # published only if the counts balance
+  inputs = [path for path in (cfg.saved_model, cfg.examples, cfg.impressions, cfg.events) if path]
+  with staged_output(cfg.output_dir, cfg.overwrite, TOOL, inputs) as staging:  # published if the counts balance
     counters = run_pipeline(lambda p: build_pipeline(p, dataclasses.replace(cfg, output_dir=staging)),
                             beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
-    summary = {"counters": counters, "scores": os.path.join(cfg.output_dir, "scores", "part-*.parquet"),
+    summary = {"tool": TOOL, "counters": counters, "scores": os.path.join(cfg.output_dir, "scores", "part-*.parquet"),
                "rejected": os.path.join(cfg.output_dir, REJECTED, "*.jsonl"), "config": dataclasses.asdict(cfg)}
     write_summary(staging, summary)
     if counters["records_in"] != counters["scored"] + counters["rejected"]:

@@ -62,6 +62,9 @@ class SequenceJobConfig:
   overwrite: bool = False  # replace a non-empty output_dir (else the job refuses to start)
 
 
+TOOL = "hemix-sequence-job"  # in the summary: `--overwrite` replaces only this tool's outputs
+
+
 def _counter(name: str):
   return Metrics.counter(NAMESPACE, name)
 
@@ -264,10 +267,10 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
 
   The outputs appear in cfg.output_dir only if the counts balance and there is at least one valid
   impression (pipelines/outputs.py); otherwise the job raises and publishes nothing."""
-  with staged_output(cfg.output_dir, cfg.overwrite) as staging:
+  with staged_output(cfg.output_dir, cfg.overwrite, TOOL, (cfg.impressions, cfg.events)) as staging:
     counters = run_pipeline(lambda p: build_pipeline(p, dataclasses.replace(cfg, output_dir=staging)),
                             beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
-    summary = {"counters": counters, "outputs": output_patterns(cfg.output_dir),
+    summary = {"tool": TOOL, "counters": counters, "outputs": output_patterns(cfg.output_dir),
                "rejected": os.path.join(cfg.output_dir, REJECTED, "part-*.jsonl"),
                "config": dataclasses.asdict(cfg)}
     write_summary(staging, summary)

@@ -1,6 +1,7 @@
 """The Beam sequence job against the DuckDB reference, on real and synthetic data and edge cases."""
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -299,3 +300,23 @@ def test_the_job_fails_when_an_impression_is_not_written(tmp_path, monkeypatch):
     monkeypatch.setattr(sequence_job, "run_pipeline", lambda *a, lost=lost: whole | lost)
     with pytest.raises(RuntimeError, match="rows lost"):
       sequence_job.run(cfg)
+
+
+def test_overwrite_never_removes_what_the_job_did_not_write(tmp_path, monkeypatch):
+  """--overwrite into the dataset directory, an input, the working directory or a directory of other
+  files: refused before any work, every file kept (each of these deleted inputs or the user's files)."""
+  build("synthetic", str(tmp_path / "raw"), num_impressions=300)
+  (tmp_path / "notes").mkdir()
+  (tmp_path / "notes" / "todo.txt").write_text("mine")
+  before = sorted(str(p) for p in tmp_path.rglob("*"))
+  monkeypatch.chdir(tmp_path / "notes")
+  for out, reason in ((tmp_path / "raw", "overlaps the input"), (tmp_path / "raw" / "events" / "o", "overlaps the input"),
+                      (tmp_path, "working directory"), (tmp_path / "notes", "working directory"),
+                      (Path("."), "working directory")):
+    with pytest.raises(FileExistsError, match=reason):
+      run_job(tmp_path / "raw", out, "synthetic-lbs", overwrite=True)
+  monkeypatch.chdir(tmp_path / "raw")
+  with pytest.raises(FileExistsError, match="not an output of hemix-sequence-job"):
+    run_job(tmp_path / "raw", tmp_path / "notes", "synthetic-lbs", overwrite=True)
+  assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+  assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
