@@ -35,6 +35,7 @@ from hemix_tf.report import Report, plt
 
 TRAINING_RECORD = "assets.extra/hemix_training.json"  # written by hemix_tf.trainer beside the SavedModel
 DECILES = 10
+SCORE_BINS = 50  # the score histogram's bins (TFMA's 1,000 calibration buckets merged)
 
 
 def report_page(uri: str) -> str:
@@ -200,13 +201,14 @@ def _calibration_figure(calibration: dict):
     ax.plot([g[0] for g in groups], [g[1] for g in groups], marker="o")
     ax.set(xlabel="mean prediction", ylabel="observed rate", title=f"{output}: calibration by decile")
     ax = axes[row][1]
-    centers = [(b[0] + b[1]) / 2 for b in buckets]
-    width = min(b[1] - b[0] for b in buckets)
-    ax.bar(centers, [b[2] - b[3] for b in buckets], width=width, alpha=0.6, label="label 0")
-    ax.bar(centers, [b[3] for b in buckets], width=width, alpha=0.6, label="label 1")
-    ax.set(xlabel="prediction", ylabel="examples", title=f"{output}: scores per label", yscale="log")
-    ax.set_xlim(0, max(b[1] for b in buckets))
+    top = max(b[1] for b in buckets)
+    bins = np.linspace(0, top, SCORE_BINS + 1)
+    middles = [(b[0] + b[1]) / 2 for b in buckets]
+    for label, counts in (("label 0", [b[2] - b[3] for b in buckets]), ("label 1", [b[3] for b in buckets])):
+      ax.hist(middles, bins=bins, weights=counts, alpha=0.6, label=label)
+    ax.set(xlabel="prediction", ylabel="examples", title=f"{output}: scores per label", yscale="log", xlim=(0, top))
     ax.legend()
+  fig.tight_layout()
   return fig
 
 
@@ -290,7 +292,9 @@ def build_report(statistics_uri: str, model_run_uri: str, model_uri: str, evalua
                    last.get(f"{output}/auc"), this.get(f"{output}/binary_crossentropy"),
                    last.get(f"{output}/binary_crossentropy")])
   page.table(["slice", "output", "examples", "AUC", "AUC, last blessed", "LogLoss", "LogLoss, last blessed"], rows)
+  first = not any(models.get("baseline") for models in result.metrics.values())
   page.text(f"Blessing: {verdict}. Thresholds: {'; '.join(result.thresholds) or 'none'}."
+            + (" No model was blessed before this run, so no comparison applied." if first else "")
             + (f" Failed: {'; '.join(result.failures)}." if result.failures else ""),
             "good" if blessed else "bad")
 
