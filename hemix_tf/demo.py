@@ -52,7 +52,7 @@ def main(argv):
   print(", ".join(f"{name} {value:,}" for name, value in summary["counters"].items()))
   print(f"examples: {summary['outputs']['train']}, {summary['outputs']['eval']}")
   print("[3/3] TFX pipeline (LocalDagRunner): statistics, schema, validation, Transform, Trainer "
-        "(HeMix cpu-small), Evaluator, Pusher")
+        "(HeMix cpu-small), Evaluator, Pusher, report")
   cfg = PipelineConfig(examples_dir=str(examples), pipeline_root=str(run_dir / "pipeline"),
                        serving_dir=str(run_dir / "serving"), metadata_path=str(run_dir / "metadata.sqlite"),
                        feature_config=manifest["feature_config"], train_steps=FLAGS.train_steps)
