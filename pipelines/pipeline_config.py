@@ -28,3 +28,14 @@ class PipelineConfig:
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training
   beam_pipeline_args: tuple[str, ...] = LOCAL_OPTIONS
+
+  def __post_init__(self):
+    """Values no run could use fail here, before any component (one line from the CLI, exit 2)."""
+    for name in ("train_steps", "batch_size", "vocabulary_min_count"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+    if not 0 <= self.min_auc <= 1 or self.max_auc_drop < 0:
+      raise ValueError(f"min_auc={self.min_auc} must be in [0, 1] and max_auc_drop={self.max_auc_drop} >= 0")

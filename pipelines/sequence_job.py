@@ -61,6 +61,12 @@ class SequenceJobConfig:
   batch_rows: int = 65_536  # rows per Arrow chunk when reading
   overwrite: bool = False  # replace a non-empty output_dir (else the job refuses to start)
 
+  def __post_init__(self):
+    for name in ("num_buckets", "batch_rows"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
 
 TOOL = "hemix-sequence-job"  # in the summary: `--overwrite` replaces only this tool's outputs
 

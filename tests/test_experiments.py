@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
+from browser import rendered
 from hemix_tf.data.examples import read_timestamps
 from hemix_tf.experiments import harness
 from hemix_tf.experiments.harness import ExperimentConfig, run_grid
+from hemix_tf.experiments.report import grid_report, scaling_figure
 from hemix_tf.metrics import group_auc, rela_imp
 
 
@@ -58,6 +60,9 @@ def test_grid_runs_aggregates_and_resumes(prepared, tmp_path, monkeypatch, capsy
   assert first["learning_rate"] == 1e-3 and first["tuning"] is None
   table = (tmp_path / "synthetic" / "table4" / "results.md").read_text()
   assert "| RankMixer |" in table and "t-test" in table and "not tuned" in table
+  shown = rendered(first["report"])  # the grid's page, in a real browser
+  assert shown["headings"] == ["Results", "Curves", "Warm and cold users"]
+  assert [alt for alt, width in shown["images"] if width > 0] == ["click_auc", "curves"]
   assert set(first["heuristics"]) == {"item CTR", "user CTR", "category match", "item in history"}
   assert "Untrained heuristics' CTR AUC" in table
 
@@ -158,9 +163,14 @@ def _scaling_results(oracle=None, train_steps=0):
   return {"models": rows, "dataset": "x", "config": {"seeds": 3, "train_steps": train_steps, "batch_size": 256}}
 
 
-def test_scaling_plot_is_written(tmp_path):
-  harness.scaling_plot(_scaling_results(), tmp_path / "s.png")
-  assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_scaling_suites_report_carries_its_figure(tmp_path):
+  results = {**_scaling_results(), "protocol": "p", "split": "eval", "learning_rate": 1e-3, "heuristics": None}
+  results["config"]["suite"] = "scaling"
+  for row in results["models"].values():
+    row["click"].update(logloss={"mean": 0.3}, gauc={"mean": None})
+  path = grid_report(results, []).write(str(tmp_path / "report"))
+  assert [alt for alt, width in rendered(path)["images"] if width > 0] == ["click_auc", "scaling"]
+  assert (tmp_path / "report" / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_scaling_plot_marks_the_oracle_and_the_training_length():
@@ -168,9 +178,9 @@ def test_scaling_plot_marks_the_oracle_and_the_training_length():
     return [[line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("oracle")]
             for ax in fig.axes]
 
-  plain = harness.scaling_figure(_scaling_results())
+  plain = scaling_figure(_scaling_results())
   assert oracle_lines(plain) == [[], []] and "one epoch per run" in plain._suptitle.get_text()
-  synthetic = harness.scaling_figure(_scaling_results(oracle=0.8619, train_steps=1000))
+  synthetic = scaling_figure(_scaling_results(oracle=0.8619, train_steps=1000))
   assert oracle_lines(synthetic) == [[0.8619], [0.8619]]  # both panels, params and GFLOPs
   assert "1000 steps of 256 per run" in synthetic._suptitle.get_text()
 

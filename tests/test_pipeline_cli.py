@@ -155,3 +155,26 @@ def test_model_hyper_parameters_from_yaml_and_flags(tmp_path, parse):
     parse(f"--config={config}", "--model=d_model=64")
   with pytest.raises(cli_flags.UserError, match="--model: 'd_t': expected name=value"):
     parse(f"--config={config}", "--model=d_t")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model=num_blocks=-1"], "num_blocks=-1 must not be negative"),
+    (["--model=d_t=abc"], "d_t='abc' must be a number"),
+    (["--model=d_t=0"], "d_t=0 must be at least 1"),
+    (["--model=ns_hidden=[0]"], r"ns_hidden=\(0,\) must be positive integers"),
+    (["--train_steps=-5"], "train_steps=-5 must be a positive integer"),
+    (["--learning_rate=0"], "learning_rate=0.0 must be positive"),
+])
+def test_every_hyper_parameter_is_checked_before_the_pipeline_runs(tmp_path, parse, argv, message):
+  with pytest.raises(ValueError, match=message):
+    parse(f"--examples_dir={_examples_dir(tmp_path)}", *argv)
+
+
+def test_the_sequence_jobs_sizes_are_checked_in_one_line(monkeypatch, capsys):
+  from pipelines import sequence_job_cli
+  monkeypatch.setattr(sys, "argv", ["hemix-sequence-job", "--impressions=/i", "--events=/e", "--output_dir=/o",
+                                    "--eval_start_timestamp=5", "--feature_config=movielens", "--num_buckets=-3"])
+  with pytest.raises(SystemExit) as exit_:
+    sequence_job_cli.run_cli()
+  err = capsys.readouterr().err
+  assert exit_.value.code == 2 and err.count("\n") == 1 and "num_buckets=-3 must be a positive integer" in err

@@ -70,6 +70,7 @@ def main(argv) -> None:
       embedding_init=FLAGS.embedding_init, negatives=FLAGS.negatives,
       **({"vocabulary_min_count": FLAGS.vocabulary_min_count} if FLAGS.vocabulary_min_count else {})))
   print(markdown(results))
+  print(f"report: {results['report']}")
 
 
 def run_cli():

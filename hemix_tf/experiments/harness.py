@@ -40,6 +40,7 @@ from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.examples import make_dataset, read_timestamps
 from hemix_tf.data.feature_config import USER_ID, VOCABULARY_MIN_COUNT, FeatureConfig, load_feature_config
 from hemix_tf.experiments.heuristics import heuristic_aucs
+from hemix_tf.experiments.report import grid_report, oracle_auc
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
@@ -392,51 +393,10 @@ def run_grid(cfg: ExperimentConfig) -> dict:
   results.update(learning_rate=lr, protocol=cfg.protocol(lr), tuning=tuning, split=split.name,
                  heuristics=None if cfg.on_validation else eval_heuristics(cfg, manifest, split))
   stem = "validation_results" if cfg.on_validation else "results"
+  results["report"] = grid_report(results, runs).write(str(suite_dir / f"{stem}_report"))
   (suite_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
   (suite_dir / f"{stem}.md").write_text(markdown(results))
-  if cfg.suite == "scaling":
-    scaling_plot(results, suite_dir / "scaling.png")
   return results
-
-
-def scaling_plot(results: dict, path: Path) -> None:
-  """Writes scaling_figure(results) as a PNG."""
-  import matplotlib.pyplot as plt
-  fig = scaling_figure(results)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def scaling_figure(results: dict):
-  """HeMix Figure 3 style: CTR AUC (mean ± std over seeds) against dense params and against GFLOPs,
-  log x-axis, one line per model family (the name before the first space). Where the dataset knows the
-  true click probabilities (synthetic), a dashed line marks the oracle AUC, the best any model can reach."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  families = {}
-  for name, row in results["models"].items():
-    families.setdefault(name.split(" ")[0], []).append(row)
-  oracle = oracle_auc(results)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for ax, key, label in ((axes[0], "dense_params", "dense parameters"), (axes[1], "gflops", "GFLOPs / example")):
-    for family, rows in families.items():
-      rows = sorted(rows, key=lambda r: r[key])
-      ax.errorbar([r[key] for r in rows], [r["click"]["auc"]["mean"] for r in rows],
-                  yerr=[r["click"]["auc"]["std"] for r in rows], marker="o", capsize=3, label=family)
-    if oracle is not None:
-      ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label=f"oracle {oracle:.4f}")
-    ax.set_xscale("log")
-    ax.set_xlabel(label)
-    ax.set_ylabel("CTR AUC")
-    ax.grid(True, which="both", alpha=0.3)
-  axes[0].legend()
-  steps, epochs = results["config"].get("train_steps"), results["config"].get("epochs", 1)
-  length = (f"{steps} steps of {results['config']['batch_size']}" if steps else
-            "one epoch" if epochs == 1 else f"{epochs} epochs")
-  fig.suptitle(f"Scaling on {results['dataset']} ({results['config']['seeds']} seeds, {length} per run)")
-  fig.tight_layout()
-  return fig
 
 
 def _stat(values: list) -> dict:
@@ -473,11 +433,6 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]) -> dict:
     test = {"proposed": proposed, "best_other": best, "metric": "click AUC", "t": float(t_stat), "p": float(p_value)}
   return {"suite": cfg.suite, "dataset": cfg.dataset, "config": dataclasses.asdict(cfg), "reference": reference,
           "tasks": tasks, "models": table, "t_test": test}
-
-
-def oracle_auc(results: dict) -> float | None:
-  """The oracle CTR AUC of aggregate(...)'s results (synthetic data only; None elsewhere)."""
-  return next((row["oracle_auc"] for row in results["models"].values() if "oracle_auc" in row), None)
 
 
 def _fmt(stat: dict, digits: int = 4) -> str:

@@ -25,6 +25,34 @@ POOLINGS = ("mean", "flatten")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
+def check_sizes(config) -> None:
+  """Every field a model config declares as a size (an int, a tuple of ints, the embedding widths) is
+  positive, any other number non-negative, the embedding std positive: a config that builds a model
+  without blocks, heads or width fails here, in one line, instead of training something else."""
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if isinstance(value, bool) or value is None:
+      continue
+    if field.type in ("int", "float") and not isinstance(value, (int, float)):
+      raise ValueError(f"{field.name}={value!r} must be a number")
+    if field.type == "int" and not isinstance(value, int):
+      raise ValueError(f"{field.name}={value!r} must be an integer")
+    if field.type == "tuple[int, ...]" and not all(isinstance(v, int) and v >= 1 for v in value):
+      raise ValueError(f"{field.name}={value!r} must be positive integers (layer widths)")
+    if field.name == "embedding_dim" and not all(isinstance(v, int) and v >= 1 for v in value.values()):
+      raise ValueError(f"embedding_dim={value!r}: every width must be a positive integer")
+    if isinstance(value, (int, float)) and value < 0:
+      raise ValueError(f"{field.name}={value} must not be negative")
+    if field.type == "int" and value < 1 and field.name not in NON_NEGATIVE:
+      raise ValueError(f"{field.name}={value} must be at least 1")
+    if field.name == "embedding_init_stddev" and value <= 0:
+      raise ValueError(f"embedding_init_stddev={value} must be positive (or unset: Keras' uniform start)")
+
+
+# Counts that may be 0 (a model without fixed queries or dot products); every other int field is a size.
+NON_NEGATIVE = ("global_fixed_queries", "realtime_fixed_queries", "ns_dots", "user_heads")
+
+
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
   """What every model (HeMix and the baselines) shares: the embeddings of the same inputs and the heads."""
@@ -39,6 +67,9 @@ class InputConfig:
   # Prediction (Section 3.5).
   tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
   head_hidden: tuple[int, ...] = (256,)
+
+  def __post_init__(self):
+    check_sizes(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +115,7 @@ class HeMixConfig(InputConfig):
   precision: str = "float32"
 
   def __post_init__(self):
+    super().__post_init__()
     if self.precision not in PRECISIONS:
       raise ValueError(f"precision '{self.precision}' is not one of {PRECISIONS}")
     if self.ns_dots < 0:
@@ -143,6 +175,7 @@ class BaselineConfig(InputConfig):
   realtime_search: bool = False
 
   def __post_init__(self):
+    super().__post_init__()
     if self.model not in BASELINES:
       raise ValueError(f"unknown baseline '{self.model}'; choose one of {BASELINES}")
 
@@ -163,6 +196,7 @@ class HyFormerConfig(InputConfig):
   two_stage: bool = False  # True: the LONGER + RankMixer baseline (HyFormer Table 1) instead
 
   def __post_init__(self):
+    super().__post_init__()
     if self.encoder not in ENCODERS:
       raise ValueError(f"unknown encoder '{self.encoder}'; choose one of {ENCODERS}")
     if self.d % self.num_tokens:
@@ -182,6 +216,7 @@ class MixFormerConfig(InputConfig):
   user_heads: int = 0  # N_U > 0: UI-MixFormer (user heads first), 0: plain MixFormer
 
   def __post_init__(self):
+    super().__post_init__()
     if self.d % self.heads:
       raise ValueError(f"d ({self.d}) must divide by heads ({self.heads}) for HeadMixing")
     if not 0 <= self.user_heads < self.heads:
