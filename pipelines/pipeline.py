@@ -53,7 +53,8 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
              tfma.MetricConfig(class_name="MeanLabel"), tfma.MetricConfig(class_name="MeanPrediction"),
              tfma.MetricConfig(class_name="Calibration"),
              # 1,000 buckets of the prediction: the report merges them into deciles (pipelines/report.py)
-             tfma.MetricConfig(class_name="CalibrationPlot")]
+             tfma.MetricConfig(class_name="CalibrationPlot"),
+             tfma.MetricConfig(class_name="GroupAUC", module="pipelines.tfma_metrics")]  # user-level GAUC
   # The blessing threshold applies to the overall slice only; the activity slices are reported.
   overall_only = [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]
   specs = [tfma.MetricsSpec(output_names=["click"], metrics=[

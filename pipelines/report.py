@@ -9,7 +9,8 @@ Nothing is recomputed from the model or the data; each part reads one component'
                     Trainer and the Evaluator computed after training
   calibration       TFMA's CalibrationPlot (fine buckets of the prediction, merged into deciles of the
                     eval examples): predicted vs observed rate, and the score distribution per label
-  slices            TFMA's metrics per slice (overall, user activity buckets) for this model and, when
+  slices            TFMA's metrics per slice (overall, user activity buckets; AUC, GAUC from
+                    pipelines/tfma_metrics.py, LogLoss) for this model and, when
                     one exists, the last blessed model the Evaluator compared it with; the blessing
                     and its thresholds from the evaluation's config and validation result
   data              the sequence job's counters (<examples_dir>/job_summary.json) and StatisticsGen's
@@ -279,8 +280,8 @@ def build_report(statistics_uri: str, model_run_uri: str, model_uri: str, evalua
   if result.calibration:
     page.figure("calibration", _calibration_figure(result.calibration))
 
-  page.section("Slices and blessing", "AUC and LogLoss per slice the Evaluator computes, beside the last "
-               "blessed model's on the same examples (when there was one).")
+  page.section("Slices and blessing", "AUC, user-level GAUC and LogLoss per slice the Evaluator computes, "
+               "beside the last blessed model's on the same examples (when there was one).")
   outputs = sorted({k.split("/")[0] for m in result.metrics.values() for v in m.values() for k in v if "/" in k})
   rows = []
   for name in sorted(result.metrics, key=lambda s: (s != "all", _slice_order(s))):
@@ -288,10 +289,11 @@ def build_report(statistics_uri: str, model_run_uri: str, model_uri: str, evalua
     for output in outputs:
       this, last = models.get("candidate", {}), models.get("baseline", {})
       count = this.get(f"{output}/example_count")
-      rows.append([name, output, None if count is None else int(count), this.get(f"{output}/auc"),
-                   last.get(f"{output}/auc"), this.get(f"{output}/binary_crossentropy"),
-                   last.get(f"{output}/binary_crossentropy")])
-  page.table(["slice", "output", "examples", "AUC", "AUC, last blessed", "LogLoss", "LogLoss, last blessed"], rows)
+      rows.append([name, output, None if count is None else int(count)]
+                  + [model.get(f"{output}/{metric}") for metric in ("auc", "gauc", "binary_crossentropy")
+                     for model in (this, last)])
+  page.table(["slice", "output", "examples", "AUC", "AUC, last blessed", "GAUC", "GAUC, last blessed",
+              "LogLoss", "LogLoss, last blessed"], rows)
   first = not any(models.get("baseline") for models in result.metrics.values())
   page.text(f"Blessing: {verdict}. Thresholds: {'; '.join(result.thresholds) or 'none'}."
             + (" No model was blessed before this run, so no comparison applied." if first else "")

@@ -11,7 +11,7 @@ import zstandard
 from hemix_tf.data.contract import MULTI_VALUE_SEPARATOR, DataContractError, LogKind, contract_schema
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.io import LogWriter, iter_log, raw_batches, read_log
-from pipelines.sequence_job import match_logs, open_with_beam
+from pipelines.sequence_job import match_logs, open_with_beam, plan_reads
 from hemix_tf.data.synthetic import SyntheticConfig, SyntheticGenerator
 
 CONFIG = load_feature_config("synthetic-lbs")
@@ -67,6 +67,7 @@ def test_csv_round_trip_in_every_documented_compression_locally_and_through_beam
   # The sequence job reads through Beam's file systems (Beam's own CompressedFile broke pyarrow).
   rows = sum(t.num_rows for t, _ in raw_batches(str(path), opener=open_with_beam))
   assert rows == logs[kind].num_rows and match_logs(str(path.parent)) == [str(path)]
+  assert plan_reads(str(path.parent), kind, CONFIG) == [(kind.value, str(path), -1)]  # its quoted header
 
 
 def test_a_directory_with_a_file_of_unknown_format_is_refused_by_name(tmp_path, logs):
@@ -201,3 +202,24 @@ def test_a_non_finite_dense_value_in_a_csv_is_a_bad_row_not_a_missing_value(tmp_
   (tmp_path / "i.csv").write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")
   with pytest.raises(DataContractError, match=r"\(line 4\), column 'distance_km': a dense feature must be finite"):
     read_log(tmp_path / "i.csv", LogKind.IMPRESSIONS, CONFIG)
+
+
+@pytest.mark.parametrize("bad_line", ['1,"2,3', '"1,2,3', '1,2,"3'])
+def test_an_unterminated_quote_is_one_dead_letter_and_the_next_line_is_read(tmp_path, bad_line):
+  """Before: the parser read every following line into the open quoted field (1,899 of 2,000 rows of a
+  file vanished into one dead letter, exit 0)."""
+  body = "".join(f'{i},"a{i}",{i}\n' for i in range(2000))
+  (tmp_path / "x.csv").write_text("a,b,c\n" + body.replace('7,"a7",7\n', bad_line + "\n"))
+  batches = list(raw_batches(str(tmp_path / "x.csv")))
+  rows = sum(t.num_rows for t, _ in batches)
+  invalid = [i for _, s in batches for i in s.invalid]
+  assert rows == 1999 and [(i.line, i.text) for i in invalid] == [(9, bad_line)]
+  assert "not closed" in invalid[0].reason
+  last = batches[-1]
+  assert last[1].line(last[0].num_rows - 1) == 2001  # the rows after it keep their line numbers
+
+
+def test_quotes_the_parser_reads_as_text_pass(tmp_path):
+  (tmp_path / "x.csv").write_text('a,b,c\n1,5" screen,2\n3,"say ""hi""",4\n5,"x,y",6\n')
+  table, source = next(raw_batches(str(tmp_path / "x.csv")))
+  assert table["b"].to_pylist() == ['5" screen', 'say "hi"', "x,y"] and not source.invalid

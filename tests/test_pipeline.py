@@ -81,6 +81,7 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   assert all(width > 0 for _, width in shown["images"])
   page = Path(first["report"]).read_text()
   assert "user_activity_bucket=" in page and "blessed" in page and "empty_realtime" in page
+  assert 0.0 < first["metrics"]["click/gauc"] < 1.0 and "GAUC, last blessed" in page  # our TFMA metric
   assert "dense parameters" in page and "(none: the preset as it is)" in page
 
   # The same run again: every component up to the Trainer comes from the cache (the Evaluator runs
@@ -96,8 +97,8 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   # The second report shows the last blessed model (the first run's) beside this one.
   assert second["report"] != first["report"]
   slices_table = Path(second["report"]).read_text().split("AUC, last blessed", 1)[1].split("</table>")[0]
-  auc = f"<td>{first['metrics']['click/auc']:.4f}</td>"
-  assert auc + auc in slices_table  # the same model, this run's and the last blessed one's columns
+  auc, gauc = (f"<td>{first['metrics'][f'click/{m}']:.4f}</td>" for m in ("auc", "gauc"))
+  assert auc + auc + gauc + gauc in slices_table  # the same model, this run's and the last blessed one's
 
   # An unreachable threshold: the Evaluator re-runs (changed config), does not bless, nothing is pushed.
   pushed_before = tf.io.gfile.listdir(cfg.serving_dir)

@@ -7,11 +7,13 @@ rather than tensorflow-io: tensorflow-io 0.37.1 (its last release) cannot load i
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import io
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -117,7 +119,97 @@ def csv_header(path: str, opener: Opener = open_local) -> list[str]:
       raise DataContractError(f"{path}: line 1: not a UTF-8 text header: {e}") from None
   if not header:
     raise DataContractError(f"{path}: empty file (no header line)")
-  return header.split(_delimiter(path))
+  try:  # as the parser reads it: quoted names unquoted
+    return pa_csv.read_csv(pa.py_buffer(header.encode() + b"\n"), parse_options=pa_csv.ParseOptions(
+        delimiter=_delimiter(path)), read_options=pa_csv.ReadOptions(use_threads=False)).column_names
+  except pa.ArrowInvalid as e:
+    raise DataContractError(f"{path}: line 1: not a header line: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class LineChunk:
+  """Complete lines of a CSV / TSV file for the parser, and what was held back from it."""
+  data: bytes  # the lines to parse, each as it is in the file
+  numbers: np.ndarray | None  # the file's line number of each line of `data`; None: first_line onwards
+  first_line: int  # the file's number of the chunk's first line
+  held: tuple[InvalidLine, ...]  # lines that leave a quoted field open
+  data_lines: int  # non-empty lines read, held ones included: the rows and dead letters they must give
+
+  def line(self, number: int) -> int:
+    """The file's line number of the `number`-th (1-based) line of `data`."""
+    return self.first_line + number - 1 if self.numbers is None else int(self.numbers[number - 1])
+
+
+def line_chunks(f: BinaryIO, delimiter: bytes, block: int = 1 << 22) -> Iterator[LineChunk]:
+  """The lines below the header of a CSV / TSV stream in chunks of about `block` bytes, counted before
+  any parser sees them. A line that leaves a quoted field open is held back as an InvalidLine (the parser
+  would read the following lines into that field: an unterminated `"` swallowed thousands of rows into
+  one), and the next line is read as a line. Chunks end at line ends, so no parse crosses them."""
+  pending, number = b"", 0
+  while True:
+    read = f.read(block)
+    data = pending + read
+    end = len(data) if not read else data.rfind(b"\n") + 1
+    if read and end == 0:  # a line longer than the block: read on
+      pending = data
+      continue
+    body, pending = data[:end], data[end:]
+    if number == 0:  # the header
+      body = body[body.find(b"\n") + 1:] if b"\n" in body else b""
+      number = 1
+    if not body:
+      if not read:
+        return
+      continue
+    starts, ends, quotes, data_lines = _lines(body)
+    first = number + 1
+    number += len(starts)
+    held = [int(i) for i in np.flatnonzero(quotes % 2) if _leaves_quote_open(body[starts[i]:ends[i]], delimiter)]
+    if held:
+      kept = np.delete(np.arange(len(starts)), held)
+      lines = tuple(InvalidLine(first + i, body[starts[i]:ends[i]].decode("utf-8", "replace").rstrip("\r"),
+                                'a quoted field ("...) is not closed on its line') for i in held)
+      body = b"".join(body[starts[i]:ends[i]] + b"\n" for i in kept)
+      yield LineChunk(body, first + kept, first, lines, data_lines)
+    else:
+      yield LineChunk(body, None, first, (), data_lines)
+    if not read:
+      return
+
+
+def _lines(body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+  """Per line of `body`: start and end offsets (the end before its newline), number of quote characters;
+  and how many lines are not empty (a carriage return alone is empty, as for the parser)."""
+  raw = np.frombuffer(body, np.uint8)
+  ends = np.flatnonzero(raw == ord("\n"))
+  if len(raw) and raw[-1] != ord("\n"):
+    ends = np.append(ends, len(raw))
+  starts = np.concatenate(([0], ends[:-1] + 1))
+  quote_at = np.flatnonzero(raw == ord('"'))
+  quotes = np.searchsorted(quote_at, ends) - np.searchsorted(quote_at, starts)
+  lengths = ends - starts
+  carriage = (lengths > 0) & (raw[np.maximum(ends - 1, 0)] == ord("\r"))
+  return starts, ends, quotes, int(np.count_nonzero(lengths - carriage))
+
+
+def _leaves_quote_open(line: bytes, delimiter: bytes) -> bool:
+  """Whether a quoted field opens on `line` and does not close on it (a quote counts only at the start of
+  a field, `""` inside one is a quote, as the parser reads them)."""
+  quote, separator = ord('"'), delimiter[0]
+  inside, field_start, i = False, True, 0
+  while i < len(line):
+    c = line[i]
+    if inside:
+      if c == quote:
+        if i + 1 < len(line) and line[i + 1] == quote:
+          i += 1
+        else:
+          inside = False
+    elif c == quote and field_start:
+      inside = True
+    field_start = not inside and c == separator
+    i += 1
+  return inside
 
 
 def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[pa.Table, Source]]:
@@ -130,33 +222,39 @@ def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[p
   convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
   invalid: list[InvalidLine] = []
+  chunk: LineChunk | None = None
 
   def skip(bad) -> str:
-    invalid.append(InvalidLine(bad.number, bad.text, f"{bad.actual_columns} fields where the header has "
-                                                     f"{bad.expected_columns}"))
+    invalid.append(InvalidLine(chunk.line(bad.number), bad.text, f"{bad.actual_columns} fields where the "
+                                                                 f"header has {bad.expected_columns}"))
     return "skip"
 
-  row, reported = 0, 0
+  row, reported, data_lines = 0, 0, 0
 
   def source() -> Source:
     nonlocal reported
     new, reported = tuple(invalid[reported:]), len(invalid)
     return Source(path, row, header_lines=1, skipped_lines=tuple(sorted(i.line for i in invalid)), invalid=new)
 
+  # Each chunk is parsed on its own, on one thread (the parser then knows every line's number).
+  read = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 23)
+  parse = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip)
   with opener(path, True) as f:
-    # One thread: the parser then knows every line's number.
-    reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 22, use_threads=False),
-                             parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip),
-                             convert_options=convert)
-    try:
-      for batch in reader:
-        for start in range(0, batch.num_rows, batch_rows):
-          chunk = pa.Table.from_batches([batch.slice(start, batch_rows)])
-          yield chunk, source()
-          row += chunk.num_rows
-    except pa.ArrowInvalid as e:  # e.g. bytes that are not UTF-8: the rest of the file cannot be read
-      at = Source(path, row, header_lines=1, skipped_lines=tuple(sorted(i.line for i in invalid)))
-      raise DataContractError(f"{path}: at or after line {at.line(0)}: {e}") from None
+    for chunk in line_chunks(f, delimiter.encode()):
+      invalid.extend(chunk.held)
+      data_lines += chunk.data_lines
+      try:
+        table = pa_csv.read_csv(pa.py_buffer(chunk.data), read_options=read, parse_options=parse,
+                                convert_options=convert) if chunk.data.strip() else None
+      except pa.ArrowInvalid as e:  # e.g. bytes that are not UTF-8: the rest of the file cannot be read
+        raise DataContractError(f"{path}: at or after line {chunk.first_line}: {e}") from None
+      for start in range(0, table.num_rows if table is not None else 0, batch_rows):
+        batch = table.slice(start, batch_rows)
+        yield batch, source()
+        row += batch.num_rows
+  if row + len(invalid) != data_lines:  # counted before the parser: a merge or a skip shows here
+    raise DataContractError(f"{path}: {data_lines:,} data lines but {row:,} rows and {len(invalid):,} dead "
+                            "letters: the CSV parser merged or dropped lines")
   if reported < len(invalid):
     yield pa.table({n: pa.array([], pa.string()) for n in names}), source()
 
