@@ -139,7 +139,8 @@ def _thresholds(uri: str) -> list[str]:
 
 def sequence_lengths(statistics_uri: str, split: str = "train") -> dict[str, list[tuple[float, float, float]]]:
   """{sequence: [(low, high, examples)]}: StatisticsGen's histogram of the number of values of each
-  sequence's item-id feature, i.e. of the sequence's length, per example."""
+  sequence's item-id feature, i.e. of the sequence's length, per example that has one (the sequence
+  job's counters count the empty ones)."""
   path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
   if not tf.io.gfile.exists(path):
     return {}
@@ -156,7 +157,6 @@ def sequence_lengths(statistics_uri: str, split: str = "train") -> dict[str, lis
                   else feature.string_stats.common_stats)
         found[wanted[name]] = [(b.low_value, b.high_value, b.sample_count)
                                for b in common.num_values_histogram.buckets]
-        found[wanted[name] + " (examples without any)"] = [(0, 0, float(common.num_missing))]
   return found
 
 
@@ -216,9 +216,8 @@ def _calibration_figure(calibration: dict):
 def _lengths_figure(lengths: dict):
   """The share of examples with at most N events, per sequence (StatisticsGen's histograms are
   quantiles: equal counts between their bounds)."""
-  shown = {k: v for k, v in lengths.items() if "(" not in k}
-  fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 3.4), squeeze=False)
-  for ax, (sequence, buckets) in zip(axes[0], sorted(shown.items())):
+  fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.4), squeeze=False)
+  for ax, (sequence, buckets) in zip(axes[0], sorted(lengths.items())):
     total = sum(n for _, _, n in buckets)
     cumulative = np.cumsum([n for _, _, n in buckets]) / total
     ax.step([buckets[0][0]] + [hi for _, hi, _ in buckets], [0.0, *cumulative], where="post")
