@@ -112,9 +112,10 @@ def main(argv):
       components.append((match.group(3), match.group(4), started[0], now))
       started[0] = now
 
-  seconds, memory = run_stage("pipeline", [str(BIN / "hemix-pipeline"), f"--examples_dir={examples}",
-                                           f"--run_dir={run}", f"--train_steps={steps}",
-                                           f"--batch_size={FLAGS.batch_size}"], on_line)
+  (work / "run.yaml").write_text(f"batch_size: {FLAGS.batch_size}\n")  # PipelineConfig's field (no flag)
+  seconds, memory = run_stage("pipeline", [str(BIN / "hemix-pipeline"), f"--config={work / 'run.yaml'}",
+                                           f"--examples_dir={examples}", f"--run_dir={run}",
+                                           f"--train_steps={steps}"], on_line)
   handled = {"Trainer": steps * FLAGS.batch_size, "Evaluator": evaluated, "Pusher": 0, "ReportGen": 0,
              "SchemaGen": 0, "ExampleValidator": 0, "AnomaliesGate": 0, "latest_blessed_model_resolver": 0}
   for name, outcome, since, until in components:
