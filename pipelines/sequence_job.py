@@ -127,8 +127,10 @@ class ReadAndValidate(beam.DoFn):
     """An unreadable file raises (a DataContractError naming it): the job fails, since its records
     could not be accounted for."""
     kind, file, row_group = LogKind(unit[0]), unit[1], unit[2]
+    records = 0
     for table, source in raw_batches(file, self.batch_rows, None if row_group < 0 else row_group,
                                      open_with_beam):
+      records += table.num_rows + len(source.invalid)
       _counter(RECORDS[kind]).inc(table.num_rows + len(source.invalid))
       for bad in source.invalid:
         yield beam.pvalue.TaggedOutput(REJECTED, json.dumps(
@@ -139,6 +141,8 @@ class ReadAndValidate(beam.DoFn):
       _counter("rejected_rows").inc(len(rejected) + len(source.invalid))
       _counter(kind.value).inc(good.num_rows)
       yield from self._by_bucket(kind, good)
+    if row_group < 0 and records == 0:  # a text file with its header only: most likely a failed export
+      raise DataContractError(f"{file}: no {kind.value} rows below the header; remove the file or export it again")
 
   def _validate(self, table: pa.Table, kind: LogKind, source: Source) -> tuple[pa.Table, list[str]]:
     try:
@@ -284,10 +288,11 @@ def run(cfg: SequenceJobConfig, beam_args: list[str] | None = None) -> dict:
     if problems:  # a runner that loses elements must not look finished
       raise RuntimeError(f"rows lost between reading and writing ({'; '.join(problems)}); nothing was "
                          f"published; the partial outputs and counters are in {staging}")
-    if counters["impressions"] == 0:
-      raise DataContractError(
-          f"{cfg.impressions}: no valid impression among {counters['impression_records']} records "
-          f"({counters['rejected_rows']} rows rejected: see {staging}/{REJECTED}); nothing was published")
+    for kind, log in ((LogKind.IMPRESSIONS, cfg.impressions), (LogKind.EVENTS, cfg.events)):
+      if counters[kind.value] == 0:  # examples without any sequence would train a model blind to them
+        raise DataContractError(
+            f"{log}: no valid {kind.value[:-1]} among {counters[RECORDS[kind]]} records "
+            f"({counters['rejected_rows']} rows rejected: see {staging}/{REJECTED}); nothing was published")
   if counters["rejected_rows"]:
     logging.warning("%d rows rejected: see %s", counters["rejected_rows"], summary["rejected"])
   return summary

@@ -227,6 +227,28 @@ def test_meaningless_input_fails_and_publishes_nothing(tmp_path, problem, expect
   assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("problem, expected", [
+    ("header_only", r"e.csv: no events rows below the header"),
+    ("no_valid_event", r"no valid event among 1 records"),
+])
+def test_events_that_cannot_make_a_sequence_fail_and_publish_nothing(tmp_path, problem, expected):
+  """Before: a header-only events file, or events that were all dead letters, gave examples whose every
+  sequence was empty, exit 0."""
+  from hemix_tf.data.contract import DataContractError
+  build("synthetic", str(tmp_path / "raw"), num_impressions=50)
+  events = tmp_path / "raw" / "events"
+  header = ",".join(read_log(events, LogKind.EVENTS, load_feature_config("synthetic-lbs")).column_names)
+  if problem == "header_only":
+    (events / "e.csv").write_text(header + "\n")  # beside the good Parquet part
+  else:
+    for part in events.iterdir():
+      part.unlink()
+    (events / "e.csv").write_text(header + "\n" + "1,2,-5,click,3,4\n")  # a negative timestamp
+  with pytest.raises(DataContractError, match=expected):
+    run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  assert not (tmp_path / "out").exists()
+
+
 def test_rerun_refuses_a_non_empty_output_and_overwrite_replaces_it_whole(tmp_path):
   """A second run into the same directory with another bucket count: refused without overwrite; with
   it, the directory holds exactly the new run's examples (old shards used to stay beside the new)."""

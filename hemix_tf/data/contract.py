@@ -129,6 +129,10 @@ def _convert(col: pa.Array, target: pa.DataType, source: Source, name: str) -> p
       digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(col), r"\.0*$", "")
       return pc.cast(digits, target)
     return pc.cast(pc.utf8_trim_whitespace(col), target)
+  if pa.types.is_timestamp(col.type) and pa.types.is_integer(target):
+    # A Parquet timestamp (what Spark and pandas write): its unit says how to make seconds since epoch.
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[col.type.unit]
+    return pc.cast(pc.divide(pc.cast(col, pa.int64()), per_second), target)  # whole seconds (>= 0 checked)
   numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
   if numeric and (pa.types.is_integer(target) or pa.types.is_floating(target)):
     try:
