@@ -236,3 +236,18 @@ def test_a_parquet_timestamp_column_is_read_as_seconds_since_epoch(tmp_path, log
   table = events.set_column(events.column_names.index("timestamp"), "timestamp", stamped)
   pq.write_table(table, tmp_path / "e.parquet")
   assert read_log(tmp_path / "e.parquet", LogKind.EVENTS, CONFIG)["timestamp"].to_pylist() == seconds.tolist()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("99999999999999999999", "is out of the int64 range"),
+    ("9223372036854775808", "is out of the int64 range"),  # 2^63
+    ("+0", None), ("+12", None)])
+def test_integers_beyond_int64_are_bad_rows_naming_row_and_column_and_a_plus_sign_is_a_sign(tmp_path, value,
+                                                                                          expected):
+  """Before: the cast's ArrowInvalid killed the job without file, row or column, "+0" included."""
+  (tmp_path / "e.csv").write_text(EVENTS_HEADER + f"1,2,3,click,4,5\n1,2,{value},click,4,5\n")
+  if expected:
+    with pytest.raises(DataContractError, match=rf"e.csv, row 1 \(line 3\), column 'timestamp': '{value}' {expected}"):
+      read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG)
+  else:
+    assert read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG)["timestamp"].to_pylist() == [3, int(value)]

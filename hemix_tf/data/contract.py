@@ -125,9 +125,15 @@ def _convert(col: pa.Array, target: pa.DataType, source: Source, name: str) -> p
       i = _first(bad)
       raise DataContractError(f"{source.where(i, name)}: '{col[i].as_py()}' is not a valid {target}")
     if pa.types.is_integer(target):
-      # Drop a ".0" suffix instead of going through float64: 64-bit ids keep every digit.
-      digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(col), r"\.0*$", "")
-      return pc.cast(digits, target)
+      # Drop a ".0" suffix instead of going through float64: 64-bit ids keep every digit; and a "+".
+      digits = pc.replace_substring_regex(pc.replace_substring_regex(
+          pc.utf8_trim_whitespace(col), r"\.0*$", ""), r"^\+", "")
+      try:
+        return pc.cast(digits, target)
+      except pa.ArrowInvalid:  # a value beyond the type's range: name the first
+        info = np.iinfo(target.to_pandas_dtype())
+        i = next(i for i, v in enumerate(digits.to_pylist()) if v is not None and not info.min <= int(v) <= info.max)
+        raise DataContractError(f"{source.where(i, name)}: '{col[i].as_py()}' is out of the {target} range") from None
     return pc.cast(pc.utf8_trim_whitespace(col), target)
   if pa.types.is_timestamp(col.type) and pa.types.is_integer(target):
     # A Parquet timestamp (what Spark and pandas write): its unit says how to make seconds since epoch.
