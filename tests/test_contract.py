@@ -251,3 +251,11 @@ def test_integers_beyond_int64_are_bad_rows_naming_row_and_column_and_a_plus_sig
       read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG)
   else:
     assert read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG)["timestamp"].to_pylist() == [3, int(value)]
+
+
+def test_a_header_naming_a_column_twice_is_one_line_naming_file_and_column(tmp_path):
+  (tmp_path / "e.csv").write_text("user_id,item_id,timestamp,behavior,category,cell,item_id\n1,2,3,click,4,5,6\n")
+  for read in (lambda: read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG),
+               lambda: plan_reads(str(tmp_path), LogKind.EVENTS, CONFIG)):
+    with pytest.raises(DataContractError, match="e.csv: line 1: column 'item_id' appears twice in the header"):
+      read()

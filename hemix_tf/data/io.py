@@ -120,10 +120,14 @@ def csv_header(path: str, opener: Opener = open_local) -> list[str]:
   if not header:
     raise DataContractError(f"{path}: empty file (no header line)")
   try:  # as the parser reads it: quoted names unquoted
-    return pa_csv.read_csv(pa.py_buffer(header.encode() + b"\n"), parse_options=pa_csv.ParseOptions(
+    names = pa_csv.read_csv(pa.py_buffer(header.encode() + b"\n"), parse_options=pa_csv.ParseOptions(
         delimiter=_delimiter(path)), read_options=pa_csv.ReadOptions(use_threads=False)).column_names
   except pa.ArrowInvalid as e:
     raise DataContractError(f"{path}: line 1: not a header line: {e}") from None
+  twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+  if twice is not None:
+    raise DataContractError(f"{path}: line 1: column '{twice}' appears twice in the header")
+  return names
 
 
 @dataclasses.dataclass(frozen=True)
