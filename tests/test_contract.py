@@ -259,3 +259,13 @@ def test_a_header_naming_a_column_twice_is_one_line_naming_file_and_column(tmp_p
                lambda: plan_reads(str(tmp_path), LogKind.EVENTS, CONFIG)):
     with pytest.raises(DataContractError, match="e.csv: line 1: column 'item_id' appears twice in the header"):
       read()
+
+
+def test_bytes_that_are_not_utf8_name_file_line_and_column_and_a_bom_is_no_part_of_a_name(tmp_path):
+  lines = [f"{u},2,{100 + u},click,4,5\n".encode() for u in range(300)]
+  lines[200] = b"1,2,3,cl\xffick,4,5\n"
+  (tmp_path / "e.csv").write_bytes(EVENTS_HEADER.encode() + b"".join(lines))
+  with pytest.raises(DataContractError, match="e.csv, line 202, column 'behavior': .*invalid UTF8"):
+    read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG)
+  (tmp_path / "e.csv").write_bytes(b"\xef\xbb\xbf" + EVENTS_HEADER.encode() + lines[0])
+  assert read_log(tmp_path / "e.csv", LogKind.EVENTS, CONFIG).num_rows == 1

@@ -10,6 +10,7 @@ import bz2
 import dataclasses
 import gzip
 import io
+import re
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -251,6 +252,10 @@ def _csv_batches(path: str, batch_rows: int, opener: Opener) -> Iterator[tuple[p
         table = pa_csv.read_csv(pa.py_buffer(chunk.data), read_options=read, parse_options=parse,
                                 convert_options=convert) if chunk.data.strip() else None
       except pa.ArrowInvalid as e:  # e.g. bytes that are not UTF-8: the rest of the file cannot be read
+        found = re.search(r"column #(\d+): Row #(\d+): (.*)", str(e))
+        if found and int(found.group(1)) < len(names):
+          where = f"line {chunk.line(int(found.group(2)))}, column '{names[int(found.group(1))]}'"
+          raise DataContractError(f"{path}, {where}: {found.group(3)}") from None
         raise DataContractError(f"{path}: at or after line {chunk.first_line}: {e}") from None
       for start in range(0, table.num_rows if table is not None else 0, batch_rows):
         batch = table.slice(start, batch_rows)
