@@ -169,10 +169,19 @@ def _records(p: beam.Pipeline, cfg: BatchScoringConfig, config: FeatureConfig):
   job = SequenceJobConfig(cfg.impressions, cfg.events, cfg.output_dir, eval_start_timestamp=0,
                           feature_config=config.name, num_buckets=cfg.num_buckets)
   examples, rejected_rows = build_examples(p, job, config)
-  _ = rejected_rows | "WriteRejectedRows" >> beam.io.WriteToText(
-      os.path.join(cfg.output_dir, REJECTED, "rows"), file_name_suffix=".jsonl")
+  _ = (rejected_rows | "CountRejectedRows" >> beam.Map(_count_rejected_row)
+       | "WriteRejectedRows" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "rows"),
+                                                     file_name_suffix=".jsonl"))
   return ((examples[TRAIN], examples[EVAL]) | "AllExamples" >> beam.Flatten()
           | "Index" >> beam.Map(lambda record: ("logs", -1, record)))
+
+
+def _count_rejected_row(letter: str) -> str:
+  """A raw row the sequence transforms rejected is a record in and a rejected one: the summary's counts
+  and the job's balance see it (before, rejected/ held it while the summary said 0)."""
+  Metrics.counter(NAMESPACE, "records_in").inc()
+  Metrics.counter(NAMESPACE, "rejected").inc()
+  return letter
 
 
 class KeyedWithBatchSize(inference.KeyedModelHandler):
@@ -205,8 +214,29 @@ DEFAULT_OPTIONS = list(LOCAL_OPTIONS)  # in memory: TF uses every core itself
 TOOL = "hemix-batch-score"  # in the summary: `--overwrite` replaces only this tool's outputs
 
 
+def check_examples_match_the_model(cfg: BatchScoringConfig) -> None:
+  """Examples built by the sequence job with another feature config than the model's are refused before
+  any work (their overlapping feature names would pass validation and every record would be scored on
+  the wrong inputs). The examples' config is the job's record beside them (<out>/job_summary.json, found
+  above the pattern's directory), when there is one."""
+  if not cfg.examples:
+    return
+  model = load_feature_config(model_feature_config(cfg)).name
+  directory = os.path.dirname(cfg.examples)
+  for candidate in (directory, os.path.dirname(directory)):
+    record = FileSystems.join(candidate, "job_summary.json") if candidate else ""
+    if record and FileSystems.exists(record):
+      with FileSystems.open(record) as f:
+        built = json.loads(f.read()).get("config", {}).get("feature_config")
+      if built and load_feature_config(built).name != model:
+        raise DataContractError(f"{cfg.examples}: built with feature config '{built}' ({record}), but the "
+                                f"model {cfg.saved_model} was trained on '{model}'")
+      return
+
+
 def run(cfg: BatchScoringConfig, beam_args: list[str] | None = None) -> dict:
   """Runs the job; returns the summary (counters, outputs), also written to job_summary.json."""
+  check_examples_match_the_model(cfg)
   inputs = [path for path in (cfg.saved_model, cfg.examples, cfg.impressions, cfg.events) if path]
   with staged_output(cfg.output_dir, cfg.overwrite, TOOL, inputs) as staging:  # published if the counts balance
     counters = run_pipeline(lambda p: build_pipeline(p, dataclasses.replace(cfg, output_dir=staging)),

@@ -1,6 +1,7 @@
 """Beam batch scoring: the scores written equal the SavedModel's own; malformed records are rejected with
 their reason and counted; raw logs are scored through the sequence job's transforms."""
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -113,3 +114,28 @@ def test_raw_logs_are_scored_through_the_sequence_transforms(setup, tmp_path):
   expected = tf.saved_model.load(model).signatures["serving_default"](examples=tf.constant(good))["click"].numpy()
   ids = [tf.train.Example.FromString(r).features.feature["request_id"].bytes_list.value[0].decode() for r in good]
   np.testing.assert_allclose([scores[i]["click"] for i in ids], expected, atol=1e-6)
+
+  # Two malformed raw lines: in rejected/ and in the summary's counts (before: rejected 0).
+  shutil.copytree(root / "raw", tmp_path / "raw")
+  header = ",".join(read_log(root / "raw" / "events", LogKind.EVENTS, FC).column_names)
+  (tmp_path / "raw" / "events" / "bad.csv").write_text(header + "\n1,2,3\n1,2,-5,click,3,4\n")
+  summary = run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out2"),
+                                   impressions=str(tmp_path / "raw" / "impressions"),
+                                   events=str(tmp_path / "raw" / "events"), feature_config="synthetic-lbs"), IN_MEMORY)
+  counters = summary["counters"]
+  assert counters["rejected"] == 2 and counters["scored"] == impressions.num_rows
+  assert counters["records_in"] == counters["scored"] + counters["rejected"]
+  assert sum(1 for f in (tmp_path / "out2" / "rejected").iterdir() for _ in open(f)) == 2
+
+
+def test_examples_of_another_feature_config_than_the_models_are_refused(setup, tmp_path):
+  """Before: the features whose names overlap passed validation and every record was scored."""
+  root, outputs, model = setup
+  shutil.copytree(root / "examples" / "eval", tmp_path / "examples" / "eval")
+  summary = json.loads((root / "examples" / "job_summary.json").read_text())
+  summary["config"]["feature_config"] = "movielens"
+  (tmp_path / "examples" / "job_summary.json").write_text(json.dumps(summary))
+  with pytest.raises(DataContractError, match="built with feature config 'movielens'.*trained on 'synthetic-lbs'"):
+    run(BatchScoringConfig(saved_model=model, output_dir=str(tmp_path / "out"), feature_config="synthetic-lbs",
+                           examples=str(tmp_path / "examples" / "eval" / "part-*")), IN_MEMORY)
+  assert not (tmp_path / "out").exists()
