@@ -81,13 +81,17 @@ def run_stage(name: str, argv: list[str], on_line=None) -> tuple[float, PeakMemo
   code = process.wait()
   memory.stop()
   if code:
-    raise SystemExit(f"{name} failed (exit {code})")
+    raise SystemExit(f"{name} failed (exit {code}) after {time.monotonic() - start:.0f} s, its process tree "
+                     f"at {memory.peak():,.0f} MB resident at most (exit -9: killed, e.g. out of memory)")
   return time.monotonic() - start, memory
 
 
 def row(stage: str, seconds: float, examples: int, peak_mb: float) -> dict:
-  return {"stage": stage, "seconds": round(seconds, 1), "examples": examples,
-          "examples_per_s": round(examples / seconds, 1) if seconds else None, "peak_rss_mb": round(peak_mb)}
+  """A stage's figures, also on stderr at once: a run the machine cannot finish still tells its stages."""
+  figures = {"stage": stage, "seconds": round(seconds, 1), "examples": examples,
+             "examples_per_s": round(examples / seconds, 1) if seconds else None, "peak_rss_mb": round(peak_mb)}
+  print(f"[done] {json.dumps(figures)}", file=sys.stderr, flush=True)
+  return figures
 
 
 def main(argv):

@@ -194,3 +194,17 @@ def batching_parameters_proto():
   pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
   pool.Add(file)
   return message_factory.GetMessageClass(pool.FindMessageTypeByName("hemix.test.BatchingParameters"))
+
+
+def test_serving_rejects_what_batch_scoring_rejects_naming_the_signature(signatures):
+  """Before: b"junk" parsed as an example of nothing and was scored like one; an event with a behaviour
+  but no item id was scored."""
+  good = serialize(random_features(FC, 2, seed=5))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: every record must be a serialized "
+                                                           "tf.Example with one item_id"):
+    signatures["serving_default"](examples=tf.constant([good[0], b"junk"]))
+  row = rows(random_features(FC, 1, seed=6, max_lengths={"global": 4, "realtime": 2}))[0]
+  row["global_behavior"] = np.append(row["global_behavior"], row["global_behavior"][:1])  # one value more
+  with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: the global sequence fields"):
+    signatures["serving_default"](examples=tf.constant([good[0], serialize_row(row)]))
+  assert signatures["serving_default"](examples=tf.constant(good))["click"].shape == (2,)

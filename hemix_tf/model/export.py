@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hemix_tf.data.examples import SEQUENCES, parse_spec, sequence_feature, sequence_fields
 from hemix_tf.data.padding import MASK, pad_lists
-from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
+from hemix_tf.data.feature_config import ITEM_ID, USER_ID, FeatureConfig, FeatureGroup
 from hemix_tf.model.warmup import write_warmup
 
 ROW_LENGTHS = "_row_lengths"
@@ -52,13 +52,40 @@ class Signatures:
     """The predict_features input that holds the row lengths of list feature `name`."""
     return name + ROW_LENGTHS
 
-  def _encode(self, examples: tf.Tensor) -> dict:
-    return self.preprocessor(tf.io.parse_example(examples, self.preprocessor.raw_spec))
+  def _encode(self, examples: tf.Tensor, key: str, signature: str) -> dict:
+    """Parsed and encoded; a request batch scoring would reject fails here, naming the record: bytes
+    that are not a tf.Example with one `key` (junk parses as an example of nothing, which the model
+    would score like any other), or a sequence whose event fields have unequal lengths."""
+    parsed = tf.io.parse_example(examples, self.preprocessor.raw_spec)
+    with tf.control_dependencies(self._checks(examples, parsed, key, signature)):
+      return self.preprocessor(parsed)
+
+  def _checks(self, examples: tf.Tensor, parsed: dict, key: str, signature: str) -> list:
+    batch = tf.shape(examples, out_type=tf.int64)[0]
+
+    def per_example(value) -> tf.Tensor:  # values per example [B] of a ragged, sparse or dense feature
+      if isinstance(value, tf.RaggedTensor):
+        return value.row_lengths()
+      if isinstance(value, tf.SparseTensor):
+        return tf.math.bincount(value.indices[:, 0], minlength=batch, maxlength=batch, dtype=tf.int64)
+      return tf.ones([batch], tf.int64)
+
+    ids = tf.io.parse_example(examples, {key: tf.io.VarLenFeature(tf.int64)})[key]
+    checks = [tf.debugging.assert_equal(per_example(ids), tf.ones([batch], tf.int64), message=(
+        f"{signature}: every record must be a serialized tf.Example with one {key}; the records at the "
+        "indices below are not"))]
+    for sequence in SEQUENCES:
+      names = [sequence_feature(sequence, field) for field in sequence_fields(self.config)]
+      lengths = [per_example(parsed[name]) for name in names if name in parsed]
+      checks += [tf.debugging.assert_equal(other, lengths[0], message=(
+          f"{signature}: the {sequence} sequence fields ({', '.join(names)}) must have one value per event each; "
+          "the records at the indices below do not")) for other in lengths[1:]]
+    return checks
 
   def serving_default(self):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(examples):
-      return self.model(self._encode(examples))
+      return self.model(self._encode(examples, ITEM_ID, "serving_default"))
     return serve.get_concrete_function()
 
   def predict_features(self):
@@ -86,8 +113,9 @@ class Signatures:
       with tf.control_dependencies([check]):  # else a gather on the wrong shapes may fail first
         user_example, candidates = tf.identity(user_example), tf.identity(candidates)
       per_user = tf.shape(candidates)[1]
-      user = pad_lists(self._encode(user_example), self.config)
-      items = pad_lists(self._encode(tf.reshape(candidates, [-1])), self.config)
+      user = pad_lists(self._encode(user_example, USER_ID, "score_candidates (user_example)"), self.config)
+      items = pad_lists(self._encode(tf.reshape(candidates, [-1]), ITEM_ID, "score_candidates (candidates)"),
+                        self.config)
       owner = tf.repeat(tf.range(tf.shape(user_example)[0]), per_user)  # user-major rows
       # Each feature (and a list feature's mask) from the candidates' or the users' examples.
       features = {n: v for n, v in items.items() if n.removesuffix(MASK) in self.candidate_features}
