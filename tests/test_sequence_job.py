@@ -342,3 +342,18 @@ def test_overwrite_never_removes_what_the_job_did_not_write(tmp_path, monkeypatc
     run_job(tmp_path / "raw", tmp_path / "notes", "synthetic-lbs", overwrite=True)
   assert sorted(str(p) for p in tmp_path.rglob("*")) == before
   assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_an_event_in_milliseconds_is_a_dead_letter_not_the_end_of_the_job(tmp_path):
+  """Before: "timestamps must be below 2^34 seconds" from the sequence builder, the whole job failed
+  without file, line or column."""
+  build("synthetic", str(tmp_path / "raw"), num_impressions=100)
+  events = read_log(tmp_path / "raw" / "events", LogKind.EVENTS, load_feature_config("synthetic-lbs"))
+  row = events.slice(0, 1).to_pylist()[0]
+  row["timestamp"] *= 1000
+  (tmp_path / "raw" / "events" / "ms.csv").write_text(
+      ",".join(events.column_names) + "\n" + ",".join(str(row[n]) for n in events.column_names) + "\n")
+  summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  assert summary["counters"]["rejected_rows"] == 1 and summary["counters"]["events"] == events.num_rows
+  letter = json.loads(open(tf.io.gfile.glob(summary["rejected"])[0]).readline())
+  assert letter["line"] == 2 and "milliseconds?" in letter["reason"] and letter["file"].endswith("ms.csv")

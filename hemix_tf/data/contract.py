@@ -77,6 +77,11 @@ class Source:
     return ", ".join(parts)
 
 
+# Seconds; the sequence builder packs timestamps in 34 bits (hemix_tf/data/sequences.py): a later one,
+# a timestamp in milliseconds most likely, is a bad row here instead of failing the whole job there.
+MAX_TIMESTAMP = 1 << 34
+
+
 def contract_schema(kind: LogKind, config: FeatureConfig) -> pa.Schema:
   """The Arrow schema a conformed table has (column order included)."""
   if kind == LogKind.IMPRESSIONS:
@@ -185,6 +190,8 @@ def _check_values(table: pa.Table, kind: LogKind, config: FeatureConfig, source:
       raise DataContractError(f"{source.where(i, column)}: {reason} (got {table[column][i].as_py()!r})")
 
   fail_where(pc.less(table[TIMESTAMP], 0), TIMESTAMP, "timestamp must be >= 0 (seconds since epoch, UTC)")
+  fail_where(pc.greater_equal(table[TIMESTAMP], MAX_TIMESTAMP), TIMESTAMP,
+             "timestamp after the year 2514: milliseconds? (seconds since epoch, UTC, expected)")
   if kind == LogKind.IMPRESSIONS:
     for label in LABELS:
       fail_where(pc.invert(pc.is_in(table[label], pa.array([0, 1]))), label, "label must be 0 or 1")

@@ -20,7 +20,7 @@ import pyarrow as pa
 from hemix_tf.data.feature_config import BEHAVIOR, ITEM_ID, TIMESTAMP, USER_ID
 
 EVENT_ORDER = (USER_ID, TIMESTAMP, ITEM_ID, BEHAVIOR)  # ascending; sequences read it backwards
-_TS_BITS = 34  # timestamps below 2^34 s (year 2514)
+_TS_BITS = 34  # timestamps below 2^34 s (year 2514): contract.MAX_TIMESTAMP, checked on every row
 
 
 def sort_events(events: pa.Table) -> pa.Table:
