@@ -31,7 +31,7 @@ from tfx_bsl.coders import example_coder
 
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
 from hemix_tf.data.examples import example_batch
-from hemix_tf.data.feature_config import TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
+from hemix_tf.data.feature_config import REQUEST_ID, TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.data.io import csv_header, decompressing, log_format, parquet_file, raw_batches, select_logs
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
 from pipelines.beam_jobs import run_pipeline, write_summary
@@ -43,7 +43,7 @@ NAMESPACE = "hemix_sequence_job"
 # one place: a valid row (`impressions`, `events`) or a dead letter (`rejected_rows`).
 COUNTERS = ("impression_records", "event_records", "impressions", "events", "events_grouped", "train_examples",
             "eval_examples", "empty_global", "empty_realtime", "truncated_global", "truncated_realtime",
-            "rejected_rows")
+            "rejected_rows", "duplicate_impressions")
 RECORDS = {LogKind.IMPRESSIONS: "impression_records", LogKind.EVENTS: "event_records"}
 REJECTED = "rejected"
 TRAIN, EVAL = "train", "eval"
@@ -192,6 +192,10 @@ class BuildExamples(beam.DoFn):
     events = sort_events(pa.concat_tables([t for k, t in tables if k == LogKind.EVENTS.value] or
                                           [_empty_events(self.config)]))
     impressions = pa.concat_tables(imps).sort_by([(USER_ID, "ascending"), (TIMESTAMP, "ascending")])
+    impressions, duplicates = first_of_each_request(impressions)
+    _counter("duplicate_impressions").inc(len(duplicates))
+    for letter in duplicates:
+      yield beam.pvalue.TaggedOutput(REJECTED, letter)
     ev_user, ev_ts = events[USER_ID].to_numpy(), events[TIMESTAMP].to_numpy()
     seq = self.config.sequence
     for start in range(0, impressions.num_rows, EXAMPLES_PER_BLOCK):
@@ -209,6 +213,23 @@ class BuildExamples(beam.DoFn):
       _counter("train_examples").inc(int((~is_eval).sum()))
       for example, to_eval in zip(serialized, is_eval):
         yield beam.pvalue.TaggedOutput(EVAL if to_eval else TRAIN, example)
+
+
+def first_of_each_request(impressions: pa.Table) -> tuple[pa.Table, list[str]]:
+  """The impressions without repeated request_ids (the first of each kept: the earliest, impressions
+  being sorted by user and time), and a dead letter per repeat. A request_id names one impression: a
+  repeat would be a second example of it. Repeats are found within a user's bucket, where a copied row
+  lands; the same request_id for two users is not detected."""
+  ids = impressions[REQUEST_ID].to_numpy(zero_copy_only=False)
+  _, first = np.unique(ids, return_index=True)
+  if len(first) == len(ids):
+    return impressions, []
+  keep = np.zeros(len(ids), dtype=bool)
+  keep[first] = True
+  letters = [json.dumps({"kind": LogKind.IMPRESSIONS.value, "request_id": str(ids[i]),
+                         "reason": f"request_id '{ids[i]}' repeated: the first of its impressions is kept"})
+             for i in np.flatnonzero(~keep)]
+  return impressions.filter(pa.array(keep)), letters
 
 
 def _empty_events(config: FeatureConfig) -> pa.Table:
@@ -235,8 +256,8 @@ def build_examples(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConf
     rejected.append(out[REJECTED])
   examples = ((keyed | "Merge" >> beam.Flatten() | "GroupByBucket" >> beam.GroupByKey()
                | "Build" >> beam.ParDo(BuildExamples(config, cfg.eval_start_timestamp))
-               .with_outputs(TRAIN, EVAL)))
-  return examples, rejected | "MergeRejected" >> beam.Flatten()
+               .with_outputs(TRAIN, EVAL, REJECTED)))
+  return examples, [*rejected, examples[REJECTED]] | "MergeRejected" >> beam.Flatten()
 
 
 def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
@@ -258,15 +279,16 @@ DEFAULT_OPTIONS = list(LOCAL_OPTIONS)
 
 def unbalanced(counters: dict) -> list[str]:
   """What does not add up: every record read is a valid row or a dead letter, every valid row reaches
-  its user's bucket, every valid impression becomes one example."""
+  its user's bucket, every valid impression becomes one example or a repeated request_id's dead letter."""
   problems = []
   read = counters["impression_records"] + counters["event_records"]
   placed = counters["impressions"] + counters["events"] + counters["rejected_rows"]
   if read != placed:
     problems.append(f"{read} records read but {placed} valid or rejected")
-  if counters["impressions"] != counters["train_examples"] + counters["eval_examples"]:
-    problems.append(f"{counters['impressions']} valid impressions but "
-                    f"{counters['train_examples'] + counters['eval_examples']} examples")
+  examples = counters["train_examples"] + counters["eval_examples"]
+  if counters["impressions"] != examples + counters["duplicate_impressions"]:
+    problems.append(f"{counters['impressions']} valid impressions but {examples} examples and "
+                    f"{counters['duplicate_impressions']} repeated request_ids")
   if counters["events"] != counters["events_grouped"]:
     problems.append(f"{counters['events']} valid events but {counters['events_grouped']} grouped")
   return problems

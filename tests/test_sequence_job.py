@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
@@ -356,3 +357,19 @@ def test_an_event_in_milliseconds_is_a_dead_letter_not_the_end_of_the_job(tmp_pa
   assert summary["counters"]["rejected_rows"] == 1 and summary["counters"]["events"] == events.num_rows
   letter = json.loads(open(tf.io.gfile.glob(summary["rejected"])[0]).readline())
   assert letter["line"] == 2 and "milliseconds?" in letter["reason"] and letter["file"].endswith("ms.csv")
+
+
+def test_a_repeated_request_id_is_a_dead_letter_and_its_first_impression_an_example(tmp_path):
+  """Before: the copied row was published as a second example of the same impression, without a word."""
+  build("synthetic", str(tmp_path / "raw"), num_impressions=200)
+  config = load_feature_config("synthetic-lbs")
+  impressions = read_log(tmp_path / "raw" / "impressions", LogKind.IMPRESSIONS, config)
+  pq.write_table(impressions.slice(5, 2), tmp_path / "raw" / "impressions" / "again.parquet")  # two copied rows
+  summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs")
+  c = summary["counters"]
+  assert c["duplicate_impressions"] == 2 and c["train_examples"] + c["eval_examples"] == 200
+  written = {**read_examples(summary["outputs"]["train"], config), **read_examples(summary["outputs"]["eval"], config)}
+  assert len(written) == 200
+  letters = [json.loads(line) for f in tf.io.gfile.glob(summary["rejected"]) for line in open(f)]
+  assert sorted(letter["request_id"] for letter in letters) == sorted(impressions["request_id"].to_pylist()[5:7])
+  assert all("repeated" in letter["reason"] for letter in letters)
