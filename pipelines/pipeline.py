@@ -2,7 +2,8 @@
 Trainer (HeMix) -> Evaluator (TFMA, blessing) -> Pusher. Run locally with LocalDagRunner or compile for
 Kubeflow Pipelines V2.
 
-    ImportExampleGen(train/*, eval/*) ─> StatisticsGen ─> SchemaGen | ImportSchemaGen ─> ExampleValidator
+    ImportExampleGen(train/*, eval/*; example_import.py: the files linked, not copied) ─> StatisticsGen
+      ─> SchemaGen | ImportSchemaGen ─> ExampleValidator
       ─> AnomaliesGate (an anomaly stops the run)
       ─> Transform(preprocessing_fn = hemix_tf.data.preprocessing.preprocessing_fn; analyses train only)
       ─> Trainer(run_fn = hemix_tf.trainer.run_fn, on the transformed examples; exports the model with the
@@ -29,6 +30,7 @@ from hemix_tf.data.feature_config import read_text
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate, ReportGen, RunReport, read_anomalies
+from pipelines.example_import import ExampleImport
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
 from pipelines.progress import component_progress
 from pipelines.report import report_page
@@ -71,10 +73,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
                     packaged_module: bool = True) -> tfx.dsl.Pipeline:
   """The pipeline. `packaged_module`: Transform and Trainer get module files (TFX packages them, local
   runs); otherwise the functions' import paths, installed in the pipeline image (Kubeflow)."""
-  example_gen = tfx.components.ImportExampleGen(
-      input_base=cfg.examples_dir,
-      input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="train", pattern="train/*"),
-                                           tfx.proto.Input.Split(name="eval", pattern="eval/*")]))
+  example_gen = ExampleImport(cfg.examples_dir, {"train": "train/*", "eval": "eval/*"})
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   if cfg.schema_path:
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_path)
