@@ -292,3 +292,40 @@ def test_every_model_name_can_be_selected_with_models():
   """--models is a comma-separated list: a suite's model name with a comma could never be selected."""
   from hemix_tf.experiments.suites import SUITES
   assert [name for suite in SUITES.values() for name in suite if "," in name] == []
+
+
+def test_an_exported_split_holds_the_examples_as_the_models_read_them(prepared, tmp_path):
+  """The CSV another library trains on (hemix_tf/experiments/export.py): every example of each side in
+  file order, its labels and features, each sequence cut to the protocol's length, most recent first."""
+  import csv
+  import tensorflow as tf
+  from hemix_tf.data.examples import parse_spec
+  from hemix_tf.experiments.export import export_split, time_gap_bucket
+  cfg = ExperimentConfig(suite="table4", output_dir=_output_dir(prepared, tmp_path), sequence_lengths=(5, 3),
+                         **SYNTHETIC)
+  manifest, job = harness.prepare_examples(cfg)
+  split = harness.validation_split(job, 0.2)
+  fc = cfg.feature_config(manifest)
+  rows = export_split(split.train_files, split.eval_files, fc, tmp_path / "exported",
+                      split.train_timestamps, split.eval_timestamps)
+  roles = json.loads((tmp_path / "exported" / "columns.json").read_text())
+  assert roles["sequences"]["global_item_id"] == {"max_len": 5, "shares": "item_id"}
+  assert roles["sequences"]["realtime_behavior"] == {"max_len": 3, "shares": "global_behavior"}
+  assert roles["dense"] and set(roles["dense"]).isdisjoint(roles["categorical"])
+
+  stamps = read_timestamps(split.train_files)
+  cut = split.eval_timestamps[0]
+  assert rows == {"train": int((stamps < cut).sum()), "eval": int((stamps >= cut).sum())}
+  spec = parse_spec(fc)
+  records = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(
+      sorted(tf.io.gfile.glob(split.train_files)), compression_type="GZIP")]
+  records = [r for r in records if int(r["timestamp"]) >= cut]
+  written = list(csv.DictReader((tmp_path / "exported" / "eval.csv").open()))
+  assert len(written) == len(records)
+  for example, row in zip(records, written):
+    assert row["click"] == str(int(example["click"])) and row["user_id"] == str(int(example["user_id"]))
+    items = [str(v) for v in example["global_item_id"].numpy()[:5]]
+    assert row["global_item_id"] == "^".join(items)
+    gaps = time_gap_bucket(example["realtime_time_gap"].numpy()[:3])
+    assert row["realtime_time_gap"] == "^".join(str(g) for g in gaps)
+  assert any(len(example["global_item_id"]) > 5 for example in records)  # the cut was exercised
