@@ -46,8 +46,9 @@ class TrainerConfig:
   distribution: str = "auto"  # hemix_tf.distribute.strategy_for
   checkpoint_steps: int = 100  # BackupAndRestore saves every this many steps
   backup_dir: str | None = None  # stable across restarts of the same run: a killed run resumes from it
-  # The Transform component's output: the patterns are then its transformed examples and the exported
-  # model applies its graph; None: the patterns are raw examples, ids hashed (HashingPreprocessor).
+  # The patterns are raw examples. The Transform component's output: its graph encodes them in the input
+  # pipeline (the Transform materialises nothing) and inside the exported model; None: ids hashed
+  # (HashingPreprocessor).
   transform_output: str | None = None
   xla: str = "interaction"  # XLA: off | step (the whole step) | interaction (HeMix after the gathers + Adam)
   warm_start_from: str | None = None  # a SavedModel this package exported: training starts from its weights
@@ -159,10 +160,9 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   strategy = strategy_for(cfg.distribution)
   if cfg.transform_output:
     preprocessor = TransformGraph(cfg.transform_output, fc, model_config.time_gap_buckets)
-    spec, preprocess = preprocessor.encoded_spec, None  # the examples are encoded already
   else:
     preprocessor = hashing_preprocessor(fc, model_config)
-    spec, preprocess = preprocessor.raw_spec, preprocessor
+  spec, preprocess = preprocessor.raw_spec, preprocessor
   train = make_dataset(cfg.train_pattern, spec, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
                        repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc
                        ).map(lambda f: with_labels(f, tasks))

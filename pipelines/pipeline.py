@@ -6,8 +6,9 @@ Kubeflow Pipelines V2.
       ─> SchemaGen | ImportSchemaGen ─> ExampleValidator
       ─> AnomaliesGate (an anomaly stops the run)
       ─> Transform(preprocessing_fn = hemix_tf.data.preprocessing.preprocessing_fn; analyses train only)
-      ─> Trainer(run_fn = hemix_tf.trainer.run_fn, on the transformed examples; exports the model with the
-         transform graph inside, serving raw tf.Examples)
+      ─> Trainer(run_fn = hemix_tf.trainer.run_fn, on the raw examples encoded by the transform graph in its
+         input pipeline (Transform materialises nothing); exports the model with the graph inside, serving raw
+         tf.Examples)
       ─> Evaluator(on the raw examples; AUC >= min_auc, and no worse than the latest blessed model)
       ─> Pusher(if blessed)
       ─> ReportGen(the run's HTML report from the statistics, the Trainer's logs, the evaluation; report.py)
@@ -91,6 +92,9 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       **({"module_file": TRANSFORM_MODULE_FILE} if packaged_module else {"preprocessing_fn": PREPROCESSING_FN}),
       examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
       disable_statistics=True,  # StatisticsGen has the raw statistics; post-transform ones would double the time
+      # The analysis only: the Trainer encodes the raw examples with the graph in its input pipeline, as the
+      # exported model does, instead of a second pass that writes every example again (docs/BENCHMARKS.md).
+      materialize=False,
       custom_config={"feature_config": cfg.feature_config, **versions,
                      "time_gap_buckets": preset(cfg.model_preset, **cfg.model_overrides).time_gap_buckets,
                      "vocabulary_min_count": cfg.vocabulary_min_count})
@@ -104,7 +108,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
                                       sort_keys=True).encode()).hexdigest()[:16]
   trainer = tfx.components.Trainer(
       **({"module_file": TRAINER_MODULE_FILE} if packaged_module else {"run_fn": RUN_FN}),
-      examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
+      examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps), eval_args=tfx.proto.EvalArgs(num_steps=0),
       # backup_dir is the same for every attempt of the same training, so a killed Trainer resumes there
