@@ -1,4 +1,5 @@
 """MovieLens and Amazon Grocery adapters: the published counts, the split, fixtures, bad input."""
+import dataclasses
 import json
 import zipfile
 
@@ -10,15 +11,21 @@ from hemix_tf.data import amazon, movielens
 from hemix_tf.data.cli import build
 from hemix_tf.data.contract import DataContractError, LogKind
 from hemix_tf.data.dataset import eval_start_timestamp, read_manifest
-from hemix_tf.data.feature_config import load_feature_config
+from hemix_tf.data.feature_config import FeatureGroup, FeatureKind, FeatureSpec, load_feature_config
 from hemix_tf.data.io import read_log
 
 ML = load_feature_config("movielens")
+# The shipped config leaves out what the adapter also provides (the zip prefix, the rating's hour and
+# weekday; hemix_tf/configs/movielens.yaml): a config that lists them gets them.
+ML_ALL = dataclasses.replace(ML, features=ML.features + (
+    FeatureSpec("zip_prefix", FeatureKind.CATEGORICAL_STRING, FeatureGroup.USER),
+    FeatureSpec("hour", FeatureKind.CATEGORICAL_ID, FeatureGroup.CONTEXT),
+    FeatureSpec("weekday", FeatureKind.CATEGORICAL_ID, FeatureGroup.CONTEXT)))
 AMAZON = load_feature_config("amazon-grocery")
 
 
 def test_ml100k_counts_and_labels(ml100k_dir):
-  imp, ev = movielens.to_contract(*movielens.read_atomic(ml100k_dir), ML)
+  imp, ev = movielens.to_contract(*movielens.read_atomic(ml100k_dir), ML_ALL)
   assert imp.num_rows == ev.num_rows == 100_000
   assert pc.count_distinct(imp["user_id"]).as_py() == 943
   assert pc.count_distinct(imp["item_id"]).as_py() == 1682
@@ -65,7 +72,7 @@ def test_grouplens_reader(tmp_path):
   _write_grouplens(tmp_path / "ml-1m")
   ratings, users, items, rejected = movielens.read_grouplens(tmp_path / "ml-1m")
   assert not rejected and ratings["line"].tolist() == [1, 2, 3]
-  imp, ev = movielens.to_contract(ratings, users, items, ML)
+  imp, ev = movielens.to_contract(ratings, users, items, ML_ALL)
   rows = {r["request_id"]: r for r in imp.to_pylist()}
   assert set(rows) == {"1-10", "1-20", "2-10"}
   assert rows["1-10"]["click"] == 1 and rows["1-10"]["conversion"] == 1 and rows["1-20"]["click"] == 0
@@ -82,7 +89,7 @@ def test_grouplens_utf8_half_stars_and_ratings_alone(tmp_path):
   (d / "users.dat").write_bytes("1::F::1::10::Zürich\n2::M::56::16::70072\n".encode("utf-8"))
   (d / "ratings.dat").write_text("1::10::3.5::978300760\n2::10::0.5::978301968\n")
   ratings, users, items, _ = movielens.read_grouplens(d)
-  imp, ev = movielens.to_contract(ratings, users, items, ML)
+  imp, ev = movielens.to_contract(ratings, users, items, ML_ALL)
   assert imp.to_pylist()[0]["zip_prefix"] == "Zür"  # not mojibake
   assert ev["behavior"].to_pylist() == ["3.5", "0.5"] and set(ev["behavior"].to_pylist()) <= set(ML.sequence.behaviors)
   (d / "users.dat").unlink()
