@@ -15,6 +15,8 @@ Kubeflow Pipelines V2.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -148,10 +150,26 @@ def run_local(cfg: PipelineConfig, verbose: bool = False) -> dict:
   log_dir = os.path.join(cfg.pipeline_root, "logs")
   os.makedirs(log_dir, exist_ok=True)
   log_file = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
-  record = RunRecord(cfg.metadata_path)
-  with component_progress(len(pipeline.components), log_file, verbose, record.key_figure):
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  with run_lock(cfg.metadata_path):
+    record = RunRecord(cfg.metadata_path)
+    interrupted = record.cancel_interrupted()
+    if interrupted:
+      print(f"ML Metadata: {len(interrupted)} execution(s) an interrupted run left running marked CANCELED")
+    with component_progress(len(pipeline.components), log_file, verbose, record.key_figure):
+      tfx.orchestration.LocalDagRunner().run(pipeline)
   return {**run_summary(cfg), "log_file": log_file}
+
+
+@contextlib.contextmanager
+def run_lock(metadata_path: str):
+  """One local run per metadata store at a time: a second one fails at once (the first holds the lock
+  until it ends, however it ends: the kernel releases it with the process)."""
+  with open(f"{metadata_path}.lock", "w") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise RuntimeError(f"another run of this pipeline is in progress ({metadata_path}.lock is held)") from None
+    yield
 
 
 def compile_kubeflow(cfg: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE) -> str:
@@ -195,6 +213,20 @@ class RunRecord:
           continue  # the baseline's metrics and the differences (when a blessed baseline exists)
         target[f"{key.key.output_name}/{key.key.name}".lstrip("/")] = key.value.double_value.value
     return metrics, slices
+
+  def cancel_interrupted(self) -> list[int]:
+    """Executions a killed run left RUNNING (no run holds the lock now) become CANCELED, with a note:
+    ML Metadata then tells what happened to them. Returns their ids."""
+    from ml_metadata.proto import metadata_store_pb2
+    running = [e for e in self.store.get_executions()
+               if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+    for execution in running:
+      execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+      execution.custom_properties["hemix_note"].string_value = (
+          "interrupted: still running when a later run of the pipeline started")
+    if running:
+      self.store.put_executions(running)
+    return [e.id for e in running]
 
   def blessed(self) -> bool:
     blessing = self.latest("ModelBlessing")

@@ -169,3 +169,28 @@ def test_a_feature_config_yaml_edit_invalidates_transform_and_trainer(tmp_path):
   yaml_path.write_text(yaml_path.read_text().replace("realtime_length: 32", "realtime_length: 16"))
   after = custom_configs()
   assert all(after[name] != before[name] for name in before)
+
+
+def test_a_killed_runs_executions_are_cancelled_and_two_runs_never_share_a_store(tmp_path):
+  """A run killed mid-component leaves its execution RUNNING in ML Metadata; the next run (which holds
+  the store's lock, so nothing else runs) marks it CANCELED with a note. A second concurrent run fails."""
+  from pipelines.pipeline import RunRecord, run_lock
+  path = str(tmp_path / "mlmd.sqlite")
+  record = RunRecord(path)
+  type_id = record.store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
+  states = (metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.COMPLETE)
+  ids = record.store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=s)
+                                     for s in states])
+  assert record.cancel_interrupted() == [ids[0]]
+  killed, done = record.store.get_executions_by_id(ids)
+  assert killed.last_known_state == metadata_store_pb2.Execution.CANCELED
+  assert "interrupted" in killed.custom_properties["hemix_note"].string_value
+  assert done.last_known_state == metadata_store_pb2.Execution.COMPLETE and "hemix_note" not in done.custom_properties
+  assert record.cancel_interrupted() == []
+
+  with run_lock(path):
+    with pytest.raises(RuntimeError, match="another run of this pipeline is in progress"):
+      with run_lock(path):
+        pass
+  with run_lock(path):  # released when the first run ends
+    pass
