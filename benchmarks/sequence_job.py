@@ -2,14 +2,17 @@
 
   .venv/bin/python benchmarks/sequence_job.py --datasets=ml-100k,amazon-grocery,synthetic-1m
   .venv/bin/python benchmarks/sequence_job.py --datasets=heavy-user      # one user, 2M events
+  .venv/bin/python benchmarks/sequence_job.py --datasets=synthetic-1m,synthetic-10m --engines=beam --waves=1,8
 
-The Beam job runs on the DirectRunner, multi-processing, all cores (the job's default). Each measured
-run is a fresh process; its peak RSS is ru_maxrss of that process ("main") and of its largest child
-("worker": the Beam SDK worker processes).
+The Beam job runs on its default local runner (in memory), once per `--waves` value on the same input
+(`synthetic-<N>k|m`: N thousand / million synthetic impressions, ~10 events each). Each measured run is
+a fresh process; its peak RSS is ru_maxrss of that process ("main") and of its largest child
+("worker": the Beam SDK worker processes, when the runner has any).
 """
 import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -25,7 +28,8 @@ SHARED = ROOT.parent / "shared" / "data"
 flags.DEFINE_list("datasets", ["ml-100k", "amazon-grocery", "synthetic-1m"], "What to measure.")
 flags.DEFINE_list("engines", ["beam", "duckdb"], "beam and/or duckdb.")
 flags.DEFINE_string("work_dir", None, "Keep the generated data here (default: a temp dir).")
-flags.DEFINE_string("single", None, "Internal: engine:dataset_dir:config to run in this process.")
+flags.DEFINE_list("waves", ["1"], "The Beam job's --waves values, each a run on the same input.")
+flags.DEFINE_string("single", None, "Internal: engine:dataset_dir:config:waves to run in this process.")
 FLAGS = flags.FLAGS
 
 
@@ -37,8 +41,8 @@ def prepare(name: str, work: Path) -> tuple[Path, str]:
     return target, config
   if name in ("ml-100k", "amazon-grocery"):
     build(name, str(target), source_dir=str(SHARED / name))
-  elif name == "synthetic-1m":
-    build("synthetic", str(target), num_impressions=1_000_000)
+  elif match := re.fullmatch(r"synthetic-(\d+)([km])", name):
+    build("synthetic", str(target), num_impressions=int(match.group(1)) * {"k": 1_000, "m": 1_000_000}[match.group(2)])
   elif name == "heavy-user":
     write_heavy_user(target, events=2_000_000, impressions=2_000)
   return target, config
@@ -64,7 +68,7 @@ def write_heavy_user(target: Path, events: int, impressions: int) -> None:
   write_dataset(target, config, [(imp, ev.cast(contract_schema(LogKind.EVENTS, config)))])
 
 
-def run_single(engine: str, dataset_dir: Path, config_name: str) -> dict:
+def run_single(engine: str, dataset_dir: Path, config_name: str, waves: int) -> dict:
   from hemix_tf.data.dataset import read_manifest
   manifest = read_manifest(dataset_dir)
   start = time.perf_counter()
@@ -72,7 +76,7 @@ def run_single(engine: str, dataset_dir: Path, config_name: str) -> dict:
     from pipelines.sequence_job import SequenceJobConfig, run
     with tempfile.TemporaryDirectory() as out:
       run(SequenceJobConfig(str(dataset_dir / "impressions"), str(dataset_dir / "events"), out,
-                            manifest["eval_start_timestamp"], config_name))
+                            manifest["eval_start_timestamp"], config_name, waves=waves))
   else:
     sys.path.insert(0, str(ROOT / "tests"))
     from reference_sequences import reference_tables
@@ -86,8 +90,8 @@ def run_single(engine: str, dataset_dir: Path, config_name: str) -> dict:
         read_log(dataset_dir / "events", LogKind.EVENTS, config), config, partitions))
     assert rows > 0
   seconds = time.perf_counter() - start
-  return {"engine": engine, "impressions": manifest["impressions"], "events": manifest["events"],
-          "seconds": round(seconds, 2),
+  return {"engine": engine, "waves": waves if engine == "beam" else None, "impressions": manifest["impressions"],
+          "events": manifest["events"], "seconds": round(seconds, 2),
           "impressions_per_s": round(manifest["impressions"] / seconds),
           "events_per_s": round(manifest["events"] / seconds),
           "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -98,8 +102,8 @@ def run_single(engine: str, dataset_dir: Path, config_name: str) -> dict:
 def main(argv):
   del argv
   if FLAGS.single:
-    engine, path, config = FLAGS.single.split(":")
-    print(json.dumps(run_single(engine, Path(path), config)))
+    engine, path, config, waves = FLAGS.single.split(":")
+    print(json.dumps(run_single(engine, Path(path), config, int(waves))))
     return
   tmp = None if FLAGS.work_dir else tempfile.TemporaryDirectory()
   work = Path(FLAGS.work_dir or tmp.name)
@@ -107,8 +111,9 @@ def main(argv):
   for name in FLAGS.datasets:
     dataset_dir, config = prepare(name, work)
     engines = ["beam"] if name == "heavy-user" else FLAGS.engines
-    for engine in engines:
-      proc = subprocess.run([sys.executable, __file__, f"--single={engine}:{dataset_dir}:{config}"],
+    runs = [(engine, int(w)) for engine in engines for w in (FLAGS.waves if engine == "beam" else [1])]
+    for engine, waves in runs:
+      proc = subprocess.run([sys.executable, __file__, f"--single={engine}:{dataset_dir}:{config}:{waves}"],
                             check=True, text=True, stdout=subprocess.PIPE)
       results.append({"dataset": name, **json.loads(proc.stdout.strip().splitlines()[-1])})
       print(json.dumps(results[-1]), file=sys.stderr)
