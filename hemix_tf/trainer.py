@@ -174,9 +174,13 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
                 f"({strategy.num_replicas_in_sync} replica(s))")
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps, cfg.batch_size),
                           keras.callbacks.TensorBoard(str(Path(cfg.output_dir) / "logs"), update_freq=50)])
+  start = time.perf_counter()
   metrics = evaluate(model, make_dataset(cfg.eval_pattern, spec, 1024, preprocess=preprocess, pad_for=fc), tasks)
+  PROGRESS.info(f"scored the eval split in {time.perf_counter() - start:.0f} s")
+  start = time.perf_counter()
   destination = cfg.saved_model_dir or str(Path(cfg.output_dir) / "saved_model")
   saved_model = export_saved_model(model, preprocessor, fc, write_dir(destination, strategy))
+  PROGRESS.info(f"exported the serving signatures in {time.perf_counter() - start:.0f} s")
   if not is_chief(strategy):  # every worker saves (collective ops); only the chief's copy is kept
     tf.io.gfile.rmtree(saved_model)
     return {"metrics": metrics, "saved_model": destination, "config": dataclasses.asdict(cfg)}
