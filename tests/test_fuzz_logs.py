@@ -31,6 +31,11 @@ CSV_CORRUPTIONS = {
     "negative timestamp": lambda f: [f[0], f[1], "-5", *f[3:]],
     "unknown behaviour": lambda f: [*f[:3], "teleport", *f[4:]],
     "no user": lambda f: ["", *f[1:]],
+    # issue 40's cases: each a dead letter of its own line, whatever its neighbours
+    "unterminated quote": lambda f: [f[0], '"' + f[1], *f[2:]],
+    "beyond int64": lambda f: [f[0], "99999999999999999999", *f[2:]],
+    "milliseconds": lambda f: [f[0], f[1], f[2] + "000", *f[3:]],
+    "a null string is a value": lambda f: [*f[:4], "NA", f[5]],  # not missing: not an integer category
 }
 # Parquet is typed: only values can be wrong.
 PARQUET_CORRUPTIONS = {
@@ -53,7 +58,7 @@ def _read(file: str, unit_index: int) -> tuple[list[int], list[dict]]:
   return good, letters
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(corrupt=st.dictionaries(st.integers(0, ROWS - 1), st.sampled_from(sorted(CSV_CORRUPTIONS)), max_size=12))
 def test_fuzzed_csv_every_line_ends_in_one_place(corrupt):
   lines = [",".join(HEADER)]
