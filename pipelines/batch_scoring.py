@@ -165,10 +165,10 @@ def _records(p: beam.Pipeline, cfg: BatchScoringConfig, config: FeatureConfig):
       raise FileNotFoundError(f"no file matches {cfg.examples}")
     return (p | "Files" >> beam.Create(sorted(files)) | "Reshuffle" >> beam.Reshuffle()
             | "ReadRecords" >> beam.ParDo(_ReadIndexed()))
-  from pipelines.sequence_job import EVAL, TRAIN, SequenceJobConfig, build_examples
+  from pipelines.sequence_job import EVAL, TRAIN, SequenceJobConfig, examples_from_logs
   job = SequenceJobConfig(cfg.impressions, cfg.events, cfg.output_dir, eval_start_timestamp=0,
                           feature_config=config.name, num_buckets=cfg.num_buckets)
-  examples, rejected_rows = build_examples(p, job, config)
+  examples, rejected_rows = examples_from_logs(p, job, config)
   _ = (rejected_rows | "CountRejectedRows" >> beam.Map(_count_rejected_row)
        | "WriteRejectedRows" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "rows"),
                                                      file_name_suffix=".jsonl"))

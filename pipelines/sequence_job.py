@@ -337,12 +337,17 @@ def write_outputs(examples, rejected, output_dir: str, prefix: str) -> None:
                                                         file_name_suffix=".jsonl")
 
 
-def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
-  """The whole job in one pass (waves = 1)."""
-  config = load_feature_config(cfg.feature_config)
+def examples_from_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
+  """The logs -> (serialized examples tagged TRAIN / EVAL, every rejected row as a JSON line), in one pass."""
   keyed, rejected = read_logs(p, cfg, config)
   examples = build_examples(keyed, cfg, config)
-  write_outputs(examples, [rejected, examples[REJECTED]] | "AllRejected" >> beam.Flatten(), cfg.output_dir, "part")
+  return examples, [rejected, examples[REJECTED]] | "AllRejected" >> beam.Flatten()
+
+
+def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
+  """The whole job in one pass (waves = 1)."""
+  examples, rejected = examples_from_logs(p, cfg, load_feature_config(cfg.feature_config))
+  write_outputs(examples, rejected, cfg.output_dir, "part")
 
 
 def spill_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, spill_dir: str) -> None:

@@ -33,6 +33,9 @@ def test_every_benchmark_that_imports_the_product_imports_this_tree_first():
     text = script.read_text()
     if "hemix_tf" not in text and "pipelines" not in text:
       continue
+    if not any(line.startswith(("import hemix_tf", "from hemix_tf", "import pipelines", "from pipelines"))
+               for line in text.splitlines()):
+      continue  # names the product without importing it (fuxictr_dnn.py runs in FuxiCTR's interpreter)
     imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
     first = [line for line in imports if not line.startswith("from __future__")][0]
     assert first.startswith("import this_tree"), script.name
