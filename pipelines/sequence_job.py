@@ -69,7 +69,8 @@ class SequenceJobConfig:
   batch_rows: int = 65_536  # rows per Arrow chunk when reading
   overwrite: bool = False  # replace a non-empty output_dir (else the job refuses to start)
   # > 1: the buckets are built in this many waves, the validated rows spilled to disk (Arrow) in between,
-  # so that a local runner holds 1 / waves of the logs at a time (its shuffle is in memory); 1: one pass.
+  # so that a local runner holds 1 / waves of the logs at a time (its shuffle is in memory); 1: one pass,
+  # for distributed runners (they shuffle on disk, and a retried bundle there would leave its spill files).
   waves: int = 1
 
   def __post_init__(self):
