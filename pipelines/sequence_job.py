@@ -8,6 +8,9 @@
       → gzip TFRecords  <out>/train/part-*.tfrecord.gz, <out>/eval/part-*.tfrecord.gz
       → dead letters    <out>/rejected/part-*.jsonl (file, row, reason)
       → counters        printed and written to <out>/job_summary.json
+    valid impressions' (request_id, user_id, timestamp), grouped by a hash of the request_id → the
+      impressions whose request_id another user's earlier impression keeps: a side input of the build,
+      which dead-letters them (a request_id names one impression, as does its first within a user)
 
 Elements are Arrow tables of many rows, never one Python object per event, so a bucket's memory is its
 columns: a user with 2M events costs ~100 MB in the worker that builds its bucket. Runs on any Beam
@@ -31,7 +34,9 @@ from typing import Iterator
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -55,6 +60,8 @@ COUNTERS = ("impression_records", "event_records", "impressions", "events", "eve
 RECORDS = {LogKind.IMPRESSIONS: "impression_records", LogKind.EVENTS: "event_records"}
 REJECTED = "rejected"
 TRAIN, EVAL = "train", "eval"
+REQUEST_IDS, SHARED = "request_ids", "shared_request_ids"
+REQUEST_ID_PARTITIONS = 16  # request ids are grouped by hash to find one named by several users
 EXAMPLES_PER_BLOCK = 4096
 
 
@@ -155,6 +162,9 @@ class ReadAndValidate(beam.DoFn):
       _counter("rejected_rows").inc(len(rejected) + len(source.invalid))
       _counter(kind.value).inc(good.num_rows)
       yield from by_bucket(kind.value, good, self.num_buckets)
+      if kind == LogKind.IMPRESSIONS:
+        for part in by_request_id(good):
+          yield beam.pvalue.TaggedOutput(REQUEST_IDS, part)
     if row_group < 0 and records == 0:  # a text file with its header only: most likely a failed export
       raise DataContractError(f"{file}: no {kind.value} rows below the header; remove the file or export it again")
 
@@ -190,15 +200,51 @@ class ReadAndValidate(beam.DoFn):
 
 def by_bucket(kind: str, table: pa.Table, num_buckets: int) -> Iterator[tuple[int, tuple[str, pa.Table]]]:
   """A table -> (bucket, (kind, its rows of that bucket)) per bucket present."""
-  if table.num_rows == 0:
-    return
-  buckets = user_bucket(table[USER_ID].to_numpy(), num_buckets)
-  order = np.argsort(buckets, kind="stable")
-  sorted_buckets = buckets[order]
-  bounds = np.flatnonzero(np.diff(sorted_buckets)) + 1
+  if table.num_rows:
+    for bucket, rows in split_by(user_bucket(table[USER_ID].to_numpy(), num_buckets), table):
+      yield bucket, (kind, rows)
+
+
+def by_request_id(impressions: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+  """Valid impressions -> (partition of their request_ids, its request_id / user_id / timestamp columns)."""
+  if impressions.num_rows:
+    ids = impressions.select([REQUEST_ID, USER_ID, TIMESTAMP])
+    hashes = pd.util.hash_array(ids[REQUEST_ID].to_numpy(zero_copy_only=False))  # stable across workers
+    yield from split_by((hashes % np.uint64(REQUEST_ID_PARTITIONS)).astype(np.int64), ids)
+
+
+def split_by(keys: np.ndarray, table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+  """(key, the rows of that key) per key present, rows in table order."""
+  order = np.argsort(keys, kind="stable")
+  sorted_keys = keys[order]
+  bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
   for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
-    # `take` copies: a slice would pickle its parent's whole buffers, once per bucket.
-    yield int(sorted_buckets[start]), (kind, table.take(pa.array(order[start:end])))
+    # `take` copies: a slice would pickle its parent's whole buffers, once per key.
+    yield int(sorted_keys[start]), table.take(pa.array(order[start:end]))
+
+
+def requests_of_several_users(element) -> list[tuple[str, int]]:
+  """(partition, its request-id tables) -> (request_id, user_id) for every user but the first (earliest
+  impression, then smallest user_id) of a request_id that names impressions of several users."""
+  ids = pa.concat_tables(element[1])
+  users = ids.group_by(REQUEST_ID).aggregate([(USER_ID, "count_distinct")])
+  shared = users.filter(pc.greater(users[f"{USER_ID}_count_distinct"], 1))[REQUEST_ID]
+  if len(shared) == 0:
+    return []
+  rows = ids.filter(pc.is_in(ids[REQUEST_ID], value_set=shared)).sort_by(
+      [(REQUEST_ID, "ascending"), (TIMESTAMP, "ascending"), (USER_ID, "ascending")])
+  first_user: dict[str, int] = {}
+  others = set()
+  for request, user in zip(rows[REQUEST_ID].to_pylist(), rows[USER_ID].to_pylist()):
+    if first_user.setdefault(request, user) != user:
+      others.add((request, user))
+  return sorted(others)
+
+
+def shared_request_ids(request_ids) -> beam.PCollection:
+  """Request-id partitions -> (request_id, user_id) of the impressions that lose a shared request_id."""
+  return (request_ids | "GroupByRequestId" >> beam.GroupByKey()
+          | "SharedByUsers" >> beam.FlatMap(requests_of_several_users))
 
 
 class SpillByWave(beam.DoFn):
@@ -247,7 +293,7 @@ class BuildExamples(beam.DoFn):
   def setup(self):
     self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-  def process(self, element) -> Iterator:
+  def process(self, element, shared_request_ids: list) -> Iterator:
     _, tables = element
     tables = list(tables)
     _counter("events_grouped").inc(sum(t.num_rows for k, t in tables if k == LogKind.EVENTS.value))
@@ -257,7 +303,7 @@ class BuildExamples(beam.DoFn):
     events = sort_events(pa.concat_tables([t for k, t in tables if k == LogKind.EVENTS.value] or
                                           [_empty_events(self.config)]))
     impressions = pa.concat_tables(imps).sort_by([(USER_ID, "ascending"), (TIMESTAMP, "ascending")])
-    impressions, duplicates = first_of_each_request(impressions)
+    impressions, duplicates = first_of_each_request(impressions, {tuple(pair) for pair in shared_request_ids})
     _counter("duplicate_impressions").inc(len(duplicates))
     for letter in duplicates:
       yield beam.pvalue.TaggedOutput(REJECTED, letter)
@@ -280,21 +326,31 @@ class BuildExamples(beam.DoFn):
         yield beam.pvalue.TaggedOutput(EVAL if to_eval else TRAIN, example)
 
 
-def first_of_each_request(impressions: pa.Table) -> tuple[pa.Table, list[str]]:
-  """The impressions without repeated request_ids (the first of each kept: the earliest, impressions
-  being sorted by user and time), and a dead letter per repeat. A request_id names one impression: a
-  repeat would be a second example of it. Repeats are found within a user's bucket, where a copied row
-  lands; the same request_id for two users is not detected."""
+def first_of_each_request(impressions: pa.Table, lost: set[tuple[str, int]]) -> tuple[pa.Table, list[str]]:
+  """The impressions without repeated request_ids, and a dead letter per repeat. A request_id names one
+  impression: a repeat would be a second example of it. `lost`: (request_id, user_id) whose request_id
+  an earlier impression of another user keeps (`requests_of_several_users`); within a user the first
+  impression of a request_id is kept (impressions are sorted by user and time)."""
   ids = impressions[REQUEST_ID].to_numpy(zero_copy_only=False)
-  _, first = np.unique(ids, return_index=True)
-  if len(first) == len(ids):
-    return impressions, []
-  keep = np.zeros(len(ids), dtype=bool)
-  keep[first] = True
-  letters = [json.dumps({"kind": LogKind.IMPRESSIONS.value, "request_id": str(ids[i]),
-                         "reason": f"request_id '{ids[i]}' repeated: the first of its impressions is kept"})
-             for i in np.flatnonzero(~keep)]
-  return impressions.filter(pa.array(keep)), letters
+  keep = np.ones(len(ids), dtype=bool)
+  letters = []
+  if lost:
+    users = impressions[USER_ID].to_numpy()
+    for i in np.flatnonzero(pc.is_in(impressions[REQUEST_ID], value_set=pa.array([r for r, _ in lost])).to_numpy(
+        zero_copy_only=False)):
+      if (ids[i], int(users[i])) in lost:
+        keep[i] = False
+        letters.append(_repeat_letter(ids[i], "also names an earlier impression of another user"))
+  _, first = np.unique(ids[keep], return_index=True)
+  repeated = np.flatnonzero(keep)[np.setdiff1d(np.arange(keep.sum()), first)]
+  keep[repeated] = False
+  letters += [_repeat_letter(ids[i], "repeated: the first of its impressions is kept") for i in repeated]
+  return (impressions, []) if keep.all() else (impressions.filter(pa.array(keep)), letters)
+
+
+def _repeat_letter(request_id: str, why: str) -> str:
+  return json.dumps({"kind": LogKind.IMPRESSIONS.value, "request_id": str(request_id),
+                     "reason": f"request_id '{request_id}' {why}"})
 
 
 def _empty_events(config: FeatureConfig) -> pa.Table:
@@ -310,22 +366,27 @@ def output_patterns(output_dir: str) -> dict[str, str]:
 
 
 def read_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
-  """The logs -> (validated rows keyed by user bucket, rejected rows as JSON lines)."""
+  """The logs -> (validated rows keyed by user bucket, rejected rows as JSON lines, the (request_id,
+  user_id) of impressions whose request_id another user's earlier impression keeps)."""
   read = ReadAndValidate(config, cfg.num_buckets, cfg.batch_rows)
   keyed, rejected = [], []
   for kind, path in ((LogKind.IMPRESSIONS, cfg.impressions), (LogKind.EVENTS, cfg.events)):
     out = (p | f"Plan{kind.value}" >> beam.Create(plan_reads(path, kind, config))
            | f"Reshuffle{kind.value}" >> beam.Reshuffle()
-           | f"Read{kind.value}" >> beam.ParDo(read).with_outputs(REJECTED, main="rows"))
+           | f"Read{kind.value}" >> beam.ParDo(read).with_outputs(REJECTED, REQUEST_IDS, main="rows"))
     keyed.append(out.rows)
     rejected.append(out[REJECTED])
-  return keyed | "Merge" >> beam.Flatten(), rejected | "MergeRejected" >> beam.Flatten()
+    if kind == LogKind.IMPRESSIONS:
+      shared = shared_request_ids(out[REQUEST_IDS])
+  return keyed | "Merge" >> beam.Flatten(), rejected | "MergeRejected" >> beam.Flatten(), shared
 
 
-def build_examples(keyed, cfg: SequenceJobConfig, config: FeatureConfig):
-  """Rows keyed by bucket -> serialized examples tagged TRAIN / EVAL, and repeated request_ids (REJECTED)."""
+def build_examples(keyed, shared, cfg: SequenceJobConfig, config: FeatureConfig):
+  """Rows keyed by bucket, `shared_request_ids` -> serialized examples tagged TRAIN / EVAL, and repeated
+  request_ids (REJECTED)."""
   return (keyed | "GroupByBucket" >> beam.GroupByKey()
-          | "Build" >> beam.ParDo(BuildExamples(config, cfg.eval_start_timestamp)).with_outputs(TRAIN, EVAL, REJECTED))
+          | "Build" >> beam.ParDo(BuildExamples(config, cfg.eval_start_timestamp), beam.pvalue.AsList(shared)
+                                  ).with_outputs(TRAIN, EVAL, REJECTED))
 
 
 def write_outputs(examples, rejected, output_dir: str, prefix: str) -> None:
@@ -340,8 +401,8 @@ def write_outputs(examples, rejected, output_dir: str, prefix: str) -> None:
 
 def examples_from_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
   """The logs -> (serialized examples tagged TRAIN / EVAL, every rejected row as a JSON line), in one pass."""
-  keyed, rejected = read_logs(p, cfg, config)
-  examples = build_examples(keyed, cfg, config)
+  keyed, rejected, shared = read_logs(p, cfg, config)
+  examples = build_examples(keyed, shared, cfg, config)
   return examples, [rejected, examples[REJECTED]] | "AllRejected" >> beam.Flatten()
 
 
@@ -352,18 +413,21 @@ def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
 
 
 def spill_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, spill_dir: str) -> None:
-  """Waves, first pass: read and validate every log once; rows to their wave's spill files."""
-  keyed, rejected = read_logs(p, cfg, load_feature_config(cfg.feature_config))
+  """Waves, first pass: read and validate every log once; rows to their wave's spill files, the shared
+  request_ids to `<spill_dir>/shared_request_ids-*.jsonl`."""
+  keyed, rejected, shared = read_logs(p, cfg, load_feature_config(cfg.feature_config))
   _ = keyed | "Spill" >> beam.ParDo(SpillByWave(spill_dir, cfg.waves))
+  _ = (shared | "SharedAsJson" >> beam.Map(json.dumps)
+       | "WriteShared" >> beam.io.WriteToText(FileSystems.join(spill_dir, SHARED), file_name_suffix=".jsonl"))
   _ = rejected | "WriteRejected" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "part-read"),
                                                         file_name_suffix=".jsonl")
 
 
-def wave_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, files: list[str], wave: int) -> None:
+def wave_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, files: list[str], shared: list, wave: int) -> None:
   """Waves, one wave: its spill files -> the examples of its buckets."""
   keyed = (p | "Files" >> beam.Create(files) | "Reshuffle" >> beam.Reshuffle()
            | "ReadSpilled" >> beam.FlatMap(read_spilled, cfg.num_buckets))
-  examples = build_examples(keyed, cfg, load_feature_config(cfg.feature_config))
+  examples = build_examples(keyed, p | "Shared" >> beam.Create(shared), cfg, load_feature_config(cfg.feature_config))
   write_outputs(examples, examples[REJECTED], cfg.output_dir, f"part-w{wave:04d}")
 
 
@@ -371,10 +435,12 @@ def run_in_waves(cfg: SequenceJobConfig, beam_args: list[str] | None) -> dict:
   """The job as a read pass and `cfg.waves` build passes over spilled rows; the counters summed."""
   spill = FileSystems.join(cfg.output_dir, "_spill")
   totals = run_pipeline(lambda p: spill_pipeline(p, cfg, spill), beam_args, DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
+  shared = [tuple(json.loads(line)) for m in FileSystems.match([FileSystems.join(spill, SHARED + "*")])[0].metadata_list
+            for line in FileSystems.open(m.path).read().decode().splitlines()]
   for wave in range(cfg.waves):
     found = FileSystems.match([FileSystems.join(wave_dir(spill, wave), "*.arrow")])[0].metadata_list
     if found:
-      counters = run_pipeline(lambda p: wave_pipeline(p, cfg, [m.path for m in found], wave), beam_args,
+      counters = run_pipeline(lambda p: wave_pipeline(p, cfg, [m.path for m in found], shared, wave), beam_args,
                               DEFAULT_OPTIONS, NAMESPACE, COUNTERS)
       totals = {name: totals[name] + counters[name] for name in totals}
     print(f"wave {wave + 1}/{cfg.waves}: {totals['train_examples'] + totals['eval_examples']:,} examples so far",

@@ -375,6 +375,31 @@ def test_a_repeated_request_id_is_a_dead_letter_and_its_first_impression_an_exam
   assert all("repeated" in letter["reason"] for letter in letters)
 
 
+@pytest.mark.parametrize("waves", [1, 2])
+def test_a_request_id_shared_by_two_users_is_kept_for_the_earliest_impression(tmp_path, waves):
+  """Before: a request_id copied into another user's impressions was published twice (repeats were
+  found within a user's bucket only)."""
+  build("synthetic", str(tmp_path / "raw"), num_impressions=200)
+  config = load_feature_config("synthetic-lbs")
+  impressions = read_log(tmp_path / "raw" / "impressions", LogKind.IMPRESSIONS, config)
+  late, early = impressions.slice(5, 2).to_pylist()
+  other = max(impressions["user_id"].to_pylist()) + 1  # a user of its own: another bucket, most likely
+  copies = [dict(late, user_id=other, timestamp=late["timestamp"] + 1),  # loses to the original
+            dict(early, user_id=other, timestamp=early["timestamp"] - 1)]  # wins: the original loses
+  pq.write_table(pa.Table.from_pylist(copies, schema=impressions.schema),
+                 tmp_path / "raw" / "impressions" / "again.parquet")
+  summary = run_job(tmp_path / "raw", tmp_path / "out", "synthetic-lbs", waves=waves)
+  c = summary["counters"]
+  assert c["duplicate_impressions"] == 2 and c["train_examples"] + c["eval_examples"] == 200
+  written = {**read_examples(summary["outputs"]["train"], config), **read_examples(summary["outputs"]["eval"], config)}
+  assert len(written) == 200
+  assert written[late["request_id"]]["user_id"] == late["user_id"]
+  assert written[early["request_id"]]["user_id"] == other
+  letters = [json.loads(line) for f in tf.io.gfile.glob(summary["rejected"]) for line in open(f)]
+  assert sorted(letter["request_id"] for letter in letters) == sorted([late["request_id"], early["request_id"]])
+  assert all("another user" in letter["reason"] for letter in letters)
+
+
 def test_waves_build_the_same_examples_counters_and_dead_letters_as_one_pass(tmp_path, capsys):
   """`waves`: one read pass spilling to disk, then each wave builds its buckets (bounded local memory);
   the outputs equal one pass's: examples as a multiset, every counter, the dead letters."""
