@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -136,17 +137,40 @@ def warm_start(model, saved_model_dir: str, features: dict) -> None:
                      f"these vocabularies ({first_line})") from e
 
 
+def epoch_steps(cfg: TrainerConfig) -> int:
+  """Steps per Keras epoch: BackupAndRestore saves at the end of each."""
+  return math.gcd(cfg.train_steps, cfg.checkpoint_steps)
+
+
+def resumed_steps(cfg: TrainerConfig) -> int:
+  """The steps a killed run's backup in `cfg.backup_dir` already trained (0 without a backup): a resumed
+  run restores those weights, and its input stream must start after as many batches."""
+  latest = tf.train.latest_checkpoint(os.path.join(cfg.backup_dir, "chief")) if cfg.backup_dir else None
+  if latest is None:
+    return 0
+  last_epoch = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+  return (int(last_epoch) + 1) * epoch_steps(cfg)
+
+
+def build(model, features: dict) -> None:
+  """Creates the model's variables on a batch of encoded features (BackupAndRestore restores into them)."""
+  with model.distribute_strategy.scope():
+    model(features)
+
+
 def fit(model, train: tf.data.Dataset, cfg: TrainerConfig, callbacks=()) -> keras.callbacks.History:
   """`train_steps` steps in epochs of `checkpoint_steps` (a divisor of train_steps), with
   BackupAndRestore when `backup_dir` is set: a killed run restarted with the same backup_dir resumes
-  after its last completed epoch and ends at exactly `train_steps` steps."""
-  steps = math.gcd(cfg.train_steps, cfg.checkpoint_steps)
+  after its last completed epoch and ends at exactly `train_steps` steps, on the batches an
+  uninterrupted run would see if `train` starts at `resumed_steps(cfg)` (make_dataset's skip_batches).
+  The model must then be built (`build`) on a batch from another dataset: an iterator of `train` would
+  shift its shuffles."""
+  if cfg.backup_dir and not model.built:
+    raise ValueError("fit with a backup_dir needs a built model (trainer.build); else the restored weights "
+                     "would wait for the first step")
+  steps = epoch_steps(cfg)
   callbacks = list(callbacks)
   if cfg.backup_dir:
-    if not model.built:  # else BackupAndRestore warns and the restored weights wait for the first step
-      features, _ = next(iter(train.take(1)))
-      with model.distribute_strategy.scope():
-        model(features)
     callbacks.append(keras.callbacks.BackupAndRestore(cfg.backup_dir))
   return model.fit(train, steps_per_epoch=steps, epochs=cfg.train_steps // steps, verbose=0,
                    callbacks=[FailOnNonFiniteLoss(), *callbacks])
@@ -163,13 +187,18 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   else:
     preprocessor = hashing_preprocessor(fc, model_config)
   spec, preprocess = preprocessor.raw_spec, preprocessor
+  done = resumed_steps(cfg)
+  if done:
+    PROGRESS.info(f"resuming from the backup at step {done}: the input stream starts after its first {done} batches")
   train = make_dataset(cfg.train_pattern, spec, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                       repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc
+                       repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc, skip_batches=done
                        ).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
     model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.xla)
+  first = next(iter(make_dataset(cfg.train_pattern, spec, cfg.batch_size, preprocess=preprocess, pad_for=fc).take(1)))
+  build(model, first)  # on its own dataset: an iterator of `train` would shift its shuffles (fit)
   if cfg.warm_start_from:
-    warm_start(model, cfg.warm_start_from, next(iter(train.take(1)))[0])
+    warm_start(model, cfg.warm_start_from, first)
   PROGRESS.info(f"training {cfg.model_preset} for {cfg.train_steps} steps of {cfg.batch_size} "
                 f"({strategy.num_replicas_in_sync} replica(s))")
   fit(model, train, cfg, [ProgressLogger(max(1, cfg.train_steps // 10), cfg.train_steps, cfg.batch_size),

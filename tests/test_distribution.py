@@ -73,7 +73,8 @@ def test_killed_training_resumes_and_finishes_with_the_uninterrupted_runs_weight
     assert restored[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
   fresh = json.loads((tmp_path / "killed.json.weights-begin-0.json").read_text())
   assert sum(fresh[n] != pytest.approx(checkpointed[n], rel=1e-6, abs=1e-6) for n in fresh) > len(fresh) // 2
-  # It ends where the uninterrupted run ends (the same batches in every epoch, the optimizer restored).
+  # It ends where the uninterrupted run ends: the optimizer restored, and the input stream (shuffled, its
+  # passes not aligned with the epochs) resumed after the 8 batches the backup trained on, not from its start.
   final = json.loads((tmp_path / "resumed.json.weights-24.json").read_text())
   uninterrupted = json.loads((single["dir"] / "single.json.weights-24.json").read_text())
   assert set(final) == set(uninterrupted)

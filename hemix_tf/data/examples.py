@@ -105,15 +105,20 @@ def example_batch(impressions: pa.Table, events: pa.Table, ranges: Ranges,
 
 def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shuffle_buffer: int = 0,
                  repeat: bool = False, seed: int | None = None, preprocess=None,
-                 timestamps: tuple[int | None, int | None] | None = None, pad_for=None) -> tf.data.Dataset:
+                 timestamps: tuple[int | None, int | None] | None = None, pad_for=None,
+                 skip_batches: int = 0) -> tf.data.Dataset:
   """Batches parsed by `spec` from gzip TFRecords (the sequence job's, or the Transform component's),
   then mapped by `preprocess` if given: a dict of dense and ragged / sparse tensors. `timestamps`
   (start, end), either end None for open, keeps the examples with start <= `timestamp` < end.
   `pad_for` (a FeatureConfig): the list features padded to its lengths with masks (hemix_tf.data.padding),
-  the fixed shapes an XLA-compiled step needs."""
+  the fixed shapes an XLA-compiled step needs.
+  With a `seed`, the first iterator of the dataset yields the same stream in every run (file order,
+  interleave, the shuffle of every pass), so that `skip_batches` (a resumed run's position) starts it
+  exactly where an earlier run stopped; the skipped batches are neither parsed nor preprocessed. Each
+  later iterator of the same dataset object reshuffles (TF draws new seeds per iterator and pass)."""
   files = tf.data.Dataset.list_files(file_pattern, shuffle=bool(shuffle_buffer), seed=seed)
   ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle_buffer)
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None or not shuffle_buffer)
   if timestamps is not None:
     start, end = timestamps
     ds = ds.filter(lambda x: _within(tf.io.parse_single_example(x, _TIMESTAMP_SPEC)[TIMESTAMP], start, end))
@@ -121,7 +126,8 @@ def make_dataset(file_pattern: str | list[str], spec: dict, batch_size: int, shu
     ds = ds.shuffle(shuffle_buffer, seed=seed)
   if repeat:
     ds = ds.repeat()
-  ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size).skip(skip_batches)
+  ds = ds.map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
   if preprocess is not None:
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   if pad_for is not None:
