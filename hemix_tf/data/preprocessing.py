@@ -95,8 +95,12 @@ class TransformEncoder:
   def ids(self, table, values):
     import tensorflow_transform as tft
     strings = [_ids_as_strings(v) for v in values]
-    vocabulary = tft.vocabulary(tf.concat(strings, axis=0), frequency_threshold=self.vocabulary_min_count,
-                                vocab_filename=vocabulary_name(table))
+    ids = tf.concat(strings, axis=0)
+    # Weights of 1 count the same frequencies (the same vocabulary files), but TF Transform then reduces each
+    # batch to its unique ids before Beam; unweighted, every occurrence of an id is a Beam element: the
+    # analysis was 3.3x slower (benchmarks/transform_analysis.py).
+    vocabulary = tft.vocabulary(ids, frequency_threshold=self.vocabulary_min_count,
+                                weights=tf.ones_like(ids, tf.float32), vocab_filename=vocabulary_name(table))
     return [tft.apply_vocabulary(s, vocabulary, num_oov_buckets=OOV_BUCKETS) for s in strings]
 
   def dense(self, name, x):
