@@ -27,7 +27,8 @@ from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
 from hemix_tf.model.export import export_saved_model
-from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import (FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels,
+                                     with_oov_dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +192,9 @@ def train_and_evaluate(cfg: TrainerConfig) -> dict:
   if done:
     PROGRESS.info(f"resuming from the backup at step {done}: the input stream starts after its first {done} batches")
   train = make_dataset(cfg.train_pattern, spec, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                       repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc, skip_batches=done
-                       ).map(lambda f: with_labels(f, tasks))
+                       repeat=True, seed=cfg.seed, preprocess=preprocess, pad_for=fc, skip_batches=done)
+  train = with_oov_dropout(train, model_config, preprocessor, cfg.seed, first_batch=done
+                           ).map(lambda f: with_labels(f, tasks))
   with strategy.scope():
     model = build_and_compile(fc, model_config, preprocessor.table_sizes, cfg.learning_rate, cfg.xla)
   first = next(iter(make_dataset(cfg.train_pattern, spec, cfg.batch_size, preprocess=preprocess, pad_for=fc).take(1)))

@@ -45,7 +45,8 @@ from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.data.preprocessing import AnalyzedPreprocessor
-from hemix_tf.model.training import FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels
+from hemix_tf.model.training import (FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels,
+                                     with_oov_dropout)
 from hemix_tf.trainer import ProgressLogger, evaluate
 
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
@@ -268,9 +269,9 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
       return {**preprocessor(raw), GROUP: raw[USER_ID], USERS: tf.where(warm.lookup(user) > 0, "warm", "cold")}
 
     keras.utils.set_random_seed(seed)
-    train = make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size, shuffle_buffer=50_000,
-                         repeat=True, seed=seed, preprocess=preprocessor, timestamps=split.train_timestamps,
-                         pad_for=fc)
+    train = with_oov_dropout(make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size,
+                                          shuffle_buffer=50_000, repeat=True, seed=seed, preprocess=preprocessor,
+                                          timestamps=split.train_timestamps, pad_for=fc), config, preprocessor, seed)
     scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
                           timestamps=split.eval_timestamps, pad_for=fc)
     model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla, cfg.warmup_steps)

@@ -64,12 +64,19 @@ class InputConfig:
   embedding_init_stddev: float | None = None
   hash_buckets: int = 100_003  # rows per table when ids are hashed (no Transform: HashingPreprocessor)
   time_gap_buckets: int = 32  # buckets of an event's age: log2 seconds (hashing) or quantiles (Transform)
+  # Training only: the probability that an example's id in each of `oov_dropout_tables` is read as out of
+  # vocabulary (the table's last row), so that the row every id unseen in train is read as (a cold user)
+  # trains on a representative sample of examples (model.training.with_oov_dropout). 0: off, the paper's.
+  oov_dropout: float = 0.0
+  oov_dropout_tables: tuple[str, ...] = ("user_id",)
   # Prediction (Section 3.5).
   tasks: tuple[str, ...] = ("click", "conversion")  # label names; CTR and CVR
   head_hidden: tuple[int, ...] = (256,)
 
   def __post_init__(self):
     check_sizes(self)
+    if not 0 <= self.oov_dropout < 1:
+      raise ValueError(f"oov_dropout={self.oov_dropout} must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

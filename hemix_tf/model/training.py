@@ -70,6 +70,35 @@ class Adam(keras.optimizers.Adam):
     super().update_step(gradient, variable)
 
 
+def with_oov_dropout(train: tf.data.Dataset, config: InputConfig, preprocessor, seed: int,
+                     first_batch: int = 0) -> tf.data.Dataset:
+  """Encoded training batches in which each example's id of every `config.oov_dropout_tables` table is
+  replaced by the out-of-vocabulary row (the table's last) with probability `config.oov_dropout`: the row
+  an id unseen in train is read as then learns from a representative sample of examples, not only from
+  the rare ids the vocabulary left out. Stateless: batch i of the stream draws from (seed, i), so a run
+  resumed at `first_batch` draws what an uninterrupted one did. `preprocessor` encoded the batches: a
+  vocabulary encoding (TransformGraph, AnalyzedPreprocessor); a hashed table has no such row."""
+  if not config.oov_dropout:
+    return train
+  if isinstance(preprocessor, HashingPreprocessor):
+    raise ValueError("oov_dropout needs vocabularies (the Transform's, or --id_encoding=vocabulary): hashed ids "
+                     "have no out-of-vocabulary row")
+  tables, table_sizes = config.oov_dropout_tables, preprocessor.table_sizes
+
+  def drop(batch: tf.Tensor, features: dict) -> dict:
+    out = dict(features)
+    for k, table in enumerate(tables):
+      ids = features[table]
+      if not isinstance(ids, tf.Tensor) or ids.shape.rank != 1:
+        raise ValueError(f"oov_dropout_tables: '{table}' is not a scalar id feature")
+      draw = tf.random.stateless_uniform(tf.shape(ids), seed=tf.stack([tf.constant(seed, tf.int64),
+                                                                       batch * len(tables) + k]))
+      out[table] = tf.where(draw < config.oov_dropout, tf.constant(table_sizes[table] - 1, ids.dtype), ids)
+    return out
+
+  return train.enumerate(start=first_batch).map(drop, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def with_labels(features: dict, tasks: tuple[str, ...]) -> tuple[dict, dict]:
   """An encoded batch -> (features, {task: float label}) for `model.fit`."""
   return features, {task: tf.cast(features[task], tf.float32) for task in tasks}
