@@ -22,7 +22,8 @@ GLOBAL_SEARCH = dataclasses.replace(FLAT_PRE_LN, global_search=True)
 # Session 5's default: both searches, embeddings still N(0, 0.25²) (HEMIX with the fixes' initialisation).
 BOTH_SEARCHES = dataclasses.replace(GLOBAL_SEARCH, realtime_search=True)
 SCALES = (16, 32, 64, 128)  # token widths of the scaling suite
-_SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden")}
+_SHARED = {k: getattr(HEMIX, k) for k in ("embedding_dim", "hash_buckets", "time_gap_buckets", "tasks", "head_hidden",
+                                          "oov_dropout", "oov_dropout_tables")}
 
 
 def baseline(model: str, **size) -> BaselineConfig:

@@ -1,6 +1,7 @@
 """Building, compiling and feeding a model (HeMix or a baseline): BCE per task (Eq. 23) on (features, labels)."""
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 import numpy as np
@@ -77,12 +78,13 @@ def with_oov_dropout(train: tf.data.Dataset, config: InputConfig, preprocessor, 
   an id unseen in train is read as then learns from a representative sample of examples, not only from
   the rare ids the vocabulary left out. Stateless: batch i of the stream draws from (seed, i), so a run
   resumed at `first_batch` draws what an uninterrupted one did. `preprocessor` encoded the batches: a
-  vocabulary encoding (TransformGraph, AnalyzedPreprocessor); a hashed table has no such row."""
+  vocabulary encoding (TransformGraph, AnalyzedPreprocessor); a hashed table has no such row, so hashed
+  batches are returned as they are, with a warning."""
   if not config.oov_dropout:
     return train
   if isinstance(preprocessor, HashingPreprocessor):
-    raise ValueError("oov_dropout needs vocabularies (the Transform's, or --id_encoding=vocabulary): hashed ids "
-                     "have no out-of-vocabulary row")
+    logging.warning("oov_dropout=%s is not applied: hashed ids have no out-of-vocabulary row", config.oov_dropout)
+    return train
   tables, table_sizes = config.oov_dropout_tables, preprocessor.table_sizes
 
   def drop(batch: tf.Tensor, features: dict) -> dict:
