@@ -59,3 +59,10 @@ def test_off_in_the_paper_preset_and_for_hashed_ids(caplog):
   assert "hashed ids have no out-of-vocabulary row" in caplog.text
   with pytest.raises(ValueError, match=r"oov_dropout=1.0 must be in \[0, 1\)"):
     dataclasses.replace(config, oov_dropout=1.0)
+
+
+def test_every_model_of_the_experiments_shares_the_default_but_the_papers():
+  from hemix_tf.experiments.harness import ExperimentConfig
+  cfg = ExperimentConfig(suite="table2", dataset="ml-100k")
+  assert {cfg.model_config(n).oov_dropout for n in ("HeMix", "DIN", "DNN", "DNN w/o sequences", "DLRM")} == {0.2}
+  assert cfg.model_config("HeMix (paper)").oov_dropout == 0
