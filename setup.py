@@ -16,7 +16,7 @@ setup(
     install_requires=["tfx==1.21.0", "tensorflow", "tf-keras==2.21.0", "apache-beam", "tensorflow-transform",
                       "tensorflow-model-analysis", "tfx-bsl", "tensorflow-metadata", "ml-metadata",
                       "tensorflow-recommenders", "tensorflow-serving-api", "numpy", "scipy", "scikit-learn",
-                      "matplotlib", "pyarrow", "pyyaml", "tqdm", "absl-py", "protobuf", "zstandard"],
+                      "matplotlib", "pandas", "pyarrow", "pyyaml", "tqdm", "absl-py", "protobuf", "zstandard"],
     entry_points={
         "console_scripts": [
             "hemix-data=hemix_tf.data.cli:run_cli",
