@@ -5,7 +5,7 @@ import os
 from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import io_utils
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from pipelines.report import build_report
 
@@ -37,6 +37,24 @@ def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard
   if found:
     lines = [f"  {split}: {m}" for split, messages in found.items() for m in messages]
     raise RuntimeError("ExampleValidator found anomalies; the run stops before training:\n" + "\n".join(lines))
+
+
+@tfx.dsl.components.component
+def EvaluationSchema(schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+                     evaluation_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
+                     columns: tfx.dsl.components.Parameter[str]):
+  """`schema` cut to `columns` (comma-separated): what the Evaluator decodes. TFMA reads only labels,
+  slice keys and metric features from the decoded columns, and the model reads each example's raw
+  bytes; decoding and un-batching every sequence field (hundreds of values per example) was most of the
+  Evaluator's per-example time (docs/BENCHMARKS.md)."""
+  full = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
+  wanted = columns.split(",")
+  missing = sorted(set(wanted) - {f.name for f in full.feature})
+  if missing:
+    raise ValueError(f"the schema has no column {', '.join(missing)}, which the evaluation reads")
+  cut = schema_pb2.Schema()
+  cut.feature.extend(f for f in full.feature if f.name in wanted)
+  io_utils.write_pbtxt_file(os.path.join(evaluation_schema.uri, "schema.pbtxt"), cut)
 
 
 class RunReport(artifact.Artifact):

@@ -9,7 +9,8 @@ Kubeflow Pipelines V2.
       ─> Trainer(run_fn = hemix_tf.trainer.run_fn, on the raw examples encoded by the transform graph in its
          input pipeline (Transform materialises nothing); exports the model with the graph inside, serving raw
          tf.Examples)
-      ─> Evaluator(on the raw examples; AUC >= min_auc, and no worse than the latest blessed model)
+      ─> Evaluator(on the raw examples, decoding only the columns TFMA reads (EvaluationSchema); AUC >=
+         min_auc, and no worse than the latest blessed model)
       ─> Pusher(if blessed)
       ─> ReportGen(the run's HTML report from the statistics, the Trainer's logs, the evaluation; report.py)
 """
@@ -29,10 +30,10 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from hemix_tf.data.examples import USER_ACTIVITY
-from hemix_tf.data.feature_config import read_text
+from hemix_tf.data.feature_config import USER_ID, read_text
 from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
-from pipelines.components import AnomaliesGate, ReportGen, RunReport, read_anomalies
+from pipelines.components import AnomaliesGate, EvaluationSchema, ReportGen, RunReport, read_anomalies
 from pipelines.example_import import ExampleImport
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
 from pipelines.progress import component_progress
@@ -70,6 +71,15 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
       model_specs=[tfma.ModelSpec(signature_name="serving_default", label_keys={t: t for t in tasks})],
       slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[USER_ACTIVITY])],
       metrics_specs=specs)
+
+
+def evaluated_columns(config: tfma.EvalConfig) -> list[str]:
+  """The example columns TFMA itself reads under `config`: labels, slice keys, GroupAUC's group keys."""
+  columns = [key for spec in config.model_specs for key in spec.label_keys.values()]
+  columns += [key for spec in config.slicing_specs for key in spec.feature_keys]
+  columns += [json.loads(metric.config or "{}").get("group_key", USER_ID) for spec in config.metrics_specs
+              for metric in spec.metrics if metric.class_name == "GroupAUC"]
+  return list(dict.fromkeys(columns))
 
 
 def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
@@ -122,9 +132,13 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
   ).with_id("latest_blessed_model_resolver")
+  evaluation = eval_config(cfg)
+  evaluation_schema = EvaluationSchema(schema=schema_gen.outputs["schema"],
+                                       columns=",".join(evaluated_columns(evaluation)))
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-      baseline_model=latest_blessed.outputs["model"], eval_config=eval_config(cfg))
+      baseline_model=latest_blessed.outputs["model"], eval_config=evaluation,
+      schema=evaluation_schema.outputs["evaluation_schema"])
   pusher = tfx.components.Pusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
@@ -136,7 +150,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
   return tfx.dsl.Pipeline(
       pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
-                  latest_blessed, evaluator, pusher, report],
+                  latest_blessed, evaluation_schema, evaluator, pusher, report],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(cfg.beam_pipeline_args))
 

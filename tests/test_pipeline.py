@@ -84,6 +84,10 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   page = Path(first["report"]).read_text()
   assert "user_activity_bucket=" in page and "blessed" in page and "empty_realtime" in page
   assert 0.0 < first["metrics"]["click/gauc"] < 1.0 and "GAUC, last blessed" in page  # our TFMA metric
+  # The Evaluator decodes only what TFMA reads (the model reads the raw bytes): no sequence column.
+  cut = text_format.Parse(next(Path(cfg.pipeline_root).glob("EvaluationSchema/evaluation_schema/*/schema.pbtxt"))
+                          .read_text(), schema_pb2.Schema())
+  assert sorted(f.name for f in cut.feature) == ["click", "conversion", "user_activity_bucket", "user_id"]
   assert "dense parameters" in page and "(none: the preset as it is)" in page
 
   # The same run again: every component up to the Trainer comes from the cache (the Evaluator runs
@@ -128,7 +132,7 @@ def test_kubeflow_v2_compile(tmp_path):
   spec = json.loads(open(compile_kubeflow(cfg, str(tmp_path / "hemix.json"))).read())
   tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
   for name in ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomaliesGate",
-               "Transform", "Trainer", "Evaluator", "Pusher", "ReportGen"):
+               "Transform", "Trainer", "EvaluationSchema", "Evaluator", "Pusher", "ReportGen"):
     assert name in tasks
   executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
   images = {e["container"]["image"] for e in executors.values() if "container" in e}
