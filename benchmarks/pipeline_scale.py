@@ -121,7 +121,8 @@ def main(argv):
                                            f"--examples_dir={examples}", f"--run_dir={run}",
                                            f"--train_steps={steps}"], on_line)
   handled = {"Trainer": steps * FLAGS.batch_size, "Evaluator": evaluated, "Pusher": 0, "ReportGen": 0,
-             "SchemaGen": 0, "ExampleValidator": 0, "AnomaliesGate": 0, "latest_blessed_model_resolver": 0}
+             "SchemaGen": 0, "ExampleValidator": 0, "AnomaliesGate": 0, "EvaluationSchema": 0,
+             "latest_blessed_model_resolver": 0}
   for name, outcome, since, until in components:
     rows.append({**row(name, until - since, handled.get(name, train + evaluated), memory.peak(since, until)),
                  "outcome": outcome})
