@@ -4,6 +4,7 @@ pipeline code, alternating in the same run, and whether both computed the same m
 
   make demo RUN_DIR=/tmp/demo
   .venv/bin/python benchmarks/evaluation.py --run_dir=/tmp/demo --baseline_revision=2b7d6f9 --repeats=3
+  .venv/bin/python benchmarks/evaluation.py --run_dir=<pipeline_scale.py's --work_dir> --baseline_revision=...
 
 Each side evaluates as its Evaluator component does: `tfma.run_model_analysis` on Beam's FnApiRunner
 with the eval config of `pipelines/pipeline.py`, and the schema that revision's pipeline gives the
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-flags.DEFINE_string("run_dir", None, "A finished pipeline run: `make demo RUN_DIR=...` (examples/, pipeline/).")
+flags.DEFINE_string("run_dir", None, "A finished pipeline run: `make demo RUN_DIR=...` or pipeline_scale's "
+                    "--work_dir (examples/eval/, and the run's SchemaGen and Trainer outputs below it).")
 flags.DEFINE_string("baseline_revision", None, "Also measure this git revision's Evaluator.")
 flags.DEFINE_integer("repeats", 1, "Measurements per side (alternating with the baseline's).")
 flags.DEFINE_string("code_tree", None, "Internal: measure with this checkout's pipeline code and print JSON.")
@@ -31,7 +33,8 @@ FLAGS = flags.FLAGS
 
 
 def newest(pattern: str, run_dir: Path) -> Path:
-  found = sorted(run_dir.glob(pattern), key=lambda p: p.stat().st_mtime)
+  """The newest path under `run_dir` matching `pattern` at any depth."""
+  found = sorted(run_dir.rglob(pattern), key=lambda p: p.stat().st_mtime)
   if not found:
     raise SystemExit(f"error: {run_dir} has no {pattern}: give --run_dir a finished run (make demo RUN_DIR=...)")
   return found[-1]
@@ -58,11 +61,11 @@ def measure(run_dir: Path, code_tree: str) -> dict:
         threshold.threshold.ClearField("change_threshold")
   schema = None
   if hasattr(pipeline, "evaluated_columns"):
-    full = text_format.Parse(newest("pipeline/SchemaGen/schema/*/schema.pbtxt", run_dir).read_text(),
+    full = text_format.Parse(newest("SchemaGen/schema/*/schema.pbtxt", run_dir).read_text(),
                              schema_pb2.Schema())
     schema = schema_pb2.Schema()
     schema.feature.extend(f for f in full.feature if f.name in pipeline.evaluated_columns(config))
-  model = newest("pipeline/Trainer/model/*/Format-Serving", run_dir)
+  model = newest("Trainer/model/*/Format-Serving", run_dir)
   files = tf.io.gfile.glob(f"{run_dir}/examples/eval/*")
   count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
   out = tempfile.mkdtemp(prefix="evaluation-")
