@@ -55,13 +55,10 @@ class Signatures:
   def _encode(self, examples: tf.Tensor, key: str, signature: str) -> dict:
     """Parsed and encoded; a request batch scoring would reject fails here, naming the record: bytes
     that are not a tf.Example with one `key` (junk parses as an example of nothing, which the model
-    would score like any other), or a sequence whose event fields have unequal lengths. `key` is parsed
-    as a list in the same pass (its length per record is the check), then read as the scalar it is."""
-    raw_spec = self.preprocessor.raw_spec
-    parsed = tf.io.parse_example(examples, {**raw_spec, key: tf.io.RaggedFeature(raw_spec[key].dtype,
-                                                                                 row_splits_dtype=tf.int64)})
+    would score like any other), or a sequence whose event fields have unequal lengths."""
+    parsed = tf.io.parse_example(examples, self.preprocessor.raw_spec)
     with tf.control_dependencies(self._checks(examples, parsed, key, signature)):
-      return self.preprocessor({**parsed, key: tf.identity(parsed[key].flat_values)})
+      return self.preprocessor(parsed)
 
   def _checks(self, examples: tf.Tensor, parsed: dict, key: str, signature: str) -> list:
     batch = tf.shape(examples, out_type=tf.int64)[0]
@@ -73,7 +70,8 @@ class Signatures:
         return tf.math.bincount(value.indices[:, 0], minlength=batch, maxlength=batch, dtype=tf.int64)
       return tf.ones([batch], tf.int64)
 
-    checks = [tf.debugging.assert_equal(per_example(parsed[key]), tf.ones([batch], tf.int64), message=(
+    ids = tf.io.parse_example(examples, {key: tf.io.VarLenFeature(tf.int64)})[key]
+    checks = [tf.debugging.assert_equal(per_example(ids), tf.ones([batch], tf.int64), message=(
         f"{signature}: every record must be a serialized tf.Example with one {key}; the records at the "
         "indices below are not"))]
     for sequence in SEQUENCES:
