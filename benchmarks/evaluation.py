@@ -12,9 +12,8 @@ Evaluator (the columns of `evaluated_columns` where it has them; none before). T
 are the run's last Trainer and SchemaGen outputs. Each measurement is its own process; progress goes
 to stderr.
 """
-import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
+import this_tree  # (first: this checkout's hemix_tf, not the editable install's)
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -99,22 +98,12 @@ def main(argv):
   if FLAGS.code_tree:
     print(json.dumps(measure(run_dir, FLAGS.code_tree)))
     return
-  repo = str(Path(__file__).resolve().parents[1])
-  sides = {"current": repo}
-  with tempfile.TemporaryDirectory() as tmp:
-    if FLAGS.baseline_revision:
-      sides["baseline"] = os.path.join(tmp, "tree")
-      subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", sides["baseline"], FLAGS.baseline_revision],
-                     check=True, capture_output=True)
-    try:
-      runs = {side: [] for side in sides}
-      for i in range(FLAGS.repeats):
-        for side, tree in sides.items():
-          runs[side].append(run_measurement(tree, run_dir))
-          print(f"{side} {i + 1}/{FLAGS.repeats}: {runs[side][-1]['seconds']} s", file=sys.stderr, flush=True)
-    finally:
-      if FLAGS.baseline_revision:
-        subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", sides["baseline"]], capture_output=True)
+  with this_tree.code_trees(FLAGS.baseline_revision) as sides:
+    runs = {side: [] for side in sides}
+    for i in range(FLAGS.repeats):
+      for side, tree in sides.items():
+        runs[side].append(run_measurement(tree, run_dir))
+        print(f"{side} {i + 1}/{FLAGS.repeats}: {runs[side][-1]['seconds']} s", file=sys.stderr, flush=True)
   result = {side: {"seconds": [r["seconds"] for r in rs],
                    "examples_per_s_median": statistics.median(r["examples_per_s"] for r in rs),
                    "examples": rs[0]["examples"], "decoded_columns": rs[0]["decoded_columns"],

@@ -7,9 +7,12 @@
 The Beam job runs on its default local runner (in memory), once per `--waves` value on the same input
 (`synthetic-<N>k|m`: N thousand / million synthetic impressions, ~10 events each). Each measured run is
 a fresh process; its peak RSS is ru_maxrss of that process ("main") and of its largest child
-("worker": the Beam SDK worker processes, when the runner has any).
+("worker": the Beam SDK worker processes, when the runner has any). With --baseline_revision every Beam
+run is also made with that git revision's job on the same input, alternating:
+
+  .venv/bin/python benchmarks/sequence_job.py --datasets=synthetic-1m --engines=beam --waves=8 --baseline_revision=HEAD~1
 """
-import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
+import this_tree  # (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import re
@@ -29,6 +32,7 @@ flags.DEFINE_list("datasets", ["ml-100k", "amazon-grocery", "synthetic-1m"], "Wh
 flags.DEFINE_list("engines", ["beam", "duckdb"], "beam and/or duckdb.")
 flags.DEFINE_string("work_dir", None, "Keep the generated data here (default: a temp dir).")
 flags.DEFINE_list("waves", ["1"], "The Beam job's --waves values, each a run on the same input.")
+flags.DEFINE_string("baseline_revision", None, "Also run each Beam measurement with this git revision's job.")
 flags.DEFINE_string("single", None, "Internal: engine:dataset_dir:config:waves to run in this process.")
 FLAGS = flags.FLAGS
 
@@ -108,15 +112,21 @@ def main(argv):
   tmp = None if FLAGS.work_dir else tempfile.TemporaryDirectory()
   work = Path(FLAGS.work_dir or tmp.name)
   results = []
-  for name in FLAGS.datasets:
-    dataset_dir, config = prepare(name, work)
-    engines = ["beam"] if name == "heavy-user" else FLAGS.engines
-    runs = [(engine, int(w)) for engine in engines for w in (FLAGS.waves if engine == "beam" else [1])]
-    for engine, waves in runs:
-      proc = subprocess.run([sys.executable, __file__, f"--single={engine}:{dataset_dir}:{config}:{waves}"],
-                            check=True, text=True, stdout=subprocess.PIPE)
-      results.append({"dataset": name, **json.loads(proc.stdout.strip().splitlines()[-1])})
-      print(json.dumps(results[-1]), file=sys.stderr)
+  with this_tree.code_trees(FLAGS.baseline_revision) as sides:
+    for name in FLAGS.datasets:
+      dataset_dir, config = prepare(name, work)
+      engines = ["beam"] if name == "heavy-user" else FLAGS.engines
+      runs = [(engine, int(w)) for engine in engines for w in (FLAGS.waves if engine == "beam" else [1])]
+      for engine, waves in runs:
+        for side, tree in sides.items():
+          if engine != "beam" and side != "current":
+            continue
+          script = os.path.join(tree, "benchmarks", "sequence_job.py")
+          proc = subprocess.run([sys.executable, script, f"--single={engine}:{dataset_dir}:{config}:{waves}"],
+                                check=True, text=True, stdout=subprocess.PIPE)
+          revision = FLAGS.baseline_revision if side == "baseline" else "this tree"
+          results.append({"dataset": name, "code": revision, **json.loads(proc.stdout.strip().splitlines()[-1])})
+          print(json.dumps(results[-1]), file=sys.stderr, flush=True)
   from pipelines.sequence_job import DEFAULT_OPTIONS
   print(json.dumps({"benchmark": "sequence_job", "cpu_count": os.cpu_count(),
                     "beam_runner": " ".join(DEFAULT_OPTIONS),

@@ -18,13 +18,12 @@ of this script (checked out with `git worktree` into a temporary directory) on t
 alternation with this tree's (--repeats pairs of processes). On this VM a process now and then runs at
 a fixed ~1,000 examples/s whatever the model (docs/BENCHMARKS.md), so the best of the runs is the figure.
 """
-import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
+import this_tree  # (first: this checkout's hemix_tf, not the editable install's)
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl import app, flags
@@ -173,23 +172,16 @@ def mode_args(script: str) -> list[str]:
 def compare_with_revision(revision: str) -> dict:
   """The plain measurement of this tree and of `revision` (checked out into a temporary git worktree),
   each in its own process, alternating --repeats times: a load that drifts hits both alike."""
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   common = [f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}", f"--matmul_size={FLAGS.matmul_size}"]
   current_args = [f"--preset={FLAGS.preset}", f"--model={','.join(FLAGS.model)}", f"--xla={FLAGS.xla}",
                   f"--precision={FLAGS.precision}", *common]
   runs = {"current": [], "baseline": []}
-  with tempfile.TemporaryDirectory() as tmp:
-    tree = os.path.join(tmp, "tree")
-    subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, revision], check=True,
-                   capture_output=True)
-    try:
-      with open(os.path.join(tree, "benchmarks", "train_throughput.py")) as f:
-        baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *mode_args(f.read()), *common]
-      for _ in range(FLAGS.repeats):
-        runs["current"].append(run_script(repo, current_args))
-        runs["baseline"].append(run_script(tree, baseline_args))
-    finally:
-      subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", tree], capture_output=True)
+  with this_tree.code_trees(revision) as trees:
+    with open(os.path.join(trees["baseline"], "benchmarks", "train_throughput.py")) as f:
+      baseline_args = [f"--preset={FLAGS.baseline_preset or FLAGS.preset}", *mode_args(f.read()), *common]
+    for _ in range(FLAGS.repeats):
+      runs["current"].append(run_script(trees["current"], current_args))
+      runs["baseline"].append(run_script(trees["baseline"], baseline_args))
   rates = {side: [run["examples_per_s"] for run in side_runs] for side, side_runs in runs.items()}
   return {"revision": revision, "repeats": FLAGS.repeats, "baseline_preset": FLAGS.baseline_preset or FLAGS.preset,
           "examples_per_s": {side: {"best": max(r), "median": statistics.median(r), "runs": r}

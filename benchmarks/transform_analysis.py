@@ -9,7 +9,7 @@ sides); the analysis is TF Transform's AnalyzeDataset on Beam's FnApiRunner, as 
 runs it, reading the curated schema `schemas/<config>/examples.pbtxt`. Each measurement is its own
 process. Progress goes to stderr.
 """
-import this_tree  # noqa: F401  (first: this checkout's hemix_tf, not the editable install's)
+import this_tree  # (first: this checkout's hemix_tf, not the editable install's)
 import hashlib
 import json
 import os
@@ -87,22 +87,12 @@ def main(argv):
                     f"--output_dir={raw}"], check=True, capture_output=True)
     subprocess.run([str(BIN / "hemix-sequence-job"), f"--dataset_dir={raw}", f"--output_dir={examples}"],
                    check=True, capture_output=True)
-  repo = str(Path(__file__).resolve().parents[1])
-  sides = {"current": repo}
-  with tempfile.TemporaryDirectory() as tmp:
-    if FLAGS.baseline_revision:
-      sides["baseline"] = os.path.join(tmp, "tree")
-      subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", sides["baseline"], FLAGS.baseline_revision],
-                     check=True, capture_output=True)
-    try:
-      runs = {side: [] for side in sides}
-      for i in range(FLAGS.repeats):
-        for side, tree in sides.items():
-          runs[side].append(run_measurement(tree, examples))
-          print(f"{side} {i + 1}/{FLAGS.repeats}: {runs[side][-1]['seconds']} s", file=sys.stderr, flush=True)
-    finally:
-      if FLAGS.baseline_revision:
-        subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", sides["baseline"]], capture_output=True)
+  with this_tree.code_trees(FLAGS.baseline_revision) as sides:
+    runs = {side: [] for side in sides}
+    for i in range(FLAGS.repeats):
+      for side, tree in sides.items():
+        runs[side].append(run_measurement(tree, examples))
+        print(f"{side} {i + 1}/{FLAGS.repeats}: {runs[side][-1]['seconds']} s", file=sys.stderr, flush=True)
   result = {side: {"seconds": [r["seconds"] for r in rs],
                    "examples_per_s_median": statistics.median(r["examples_per_s"] for r in rs),
                    "examples": rs[0]["examples"], "vocabularies": rs[0]["vocabularies"]} for side, rs in runs.items()}

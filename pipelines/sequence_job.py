@@ -1,8 +1,7 @@
 """Beam job: raw impression / event logs -> point-in-time tf.Example TFRecords (train / eval by time).
 
-    read (file, row group) chunks ─ validate (dead letters) ─ key by user bucket ─┐
-                                                                                   ├ CoGroupByKey
-    read event chunks ─────────── validate (dead letters) ─ key by user bucket ─┘
+    read units: (log, file, row group) of both logs ─ validate (dead letters) ─ key by user bucket
+      ─ GroupByKey (impressions and events of a bucket together)
       → per bucket: sort events, 3 binary searches per impression (hemix_tf.data.sequences),
         Arrow example batches of 4,096 impressions, tfx-bsl C++ tf.Example encoding
       → gzip TFRecords  <out>/train/part-*.tfrecord.gz, <out>/eval/part-*.tfrecord.gz
@@ -367,18 +366,17 @@ def output_patterns(output_dir: str) -> dict[str, str]:
 
 def read_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
   """The logs -> (validated rows keyed by user bucket, rejected rows as JSON lines, the (request_id,
-  user_id) of impressions whose request_id another user's earlier impression keeps)."""
-  read = ReadAndValidate(config, cfg.num_buckets, cfg.batch_rows)
-  keyed, rejected = [], []
-  for kind, path in ((LogKind.IMPRESSIONS, cfg.impressions), (LogKind.EVENTS, cfg.events)):
-    out = (p | f"Plan{kind.value}" >> beam.Create(plan_reads(path, kind, config))
-           | f"Reshuffle{kind.value}" >> beam.Reshuffle()
-           | f"Read{kind.value}" >> beam.ParDo(read).with_outputs(REJECTED, REQUEST_IDS, main="rows"))
-    keyed.append(out.rows)
-    rejected.append(out[REJECTED])
-    if kind == LogKind.IMPRESSIONS:
-      shared = shared_request_ids(out[REQUEST_IDS])
-  return keyed | "Merge" >> beam.Flatten(), rejected | "MergeRejected" >> beam.Flatten(), shared
+  user_id) of impressions whose request_id another user's earlier impression keeps).
+
+  Both logs' read units go through one read transform: a Flatten of two reads would be materialised
+  whole in memory by the FnApiRunner (it never fuses a multi-input Flatten), which for the waves' read
+  pass was the whole validated logs before the first row was spilled."""
+  units = (plan_reads(cfg.impressions, LogKind.IMPRESSIONS, config)
+           + plan_reads(cfg.events, LogKind.EVENTS, config))
+  out = (p | "PlanReads" >> beam.Create(units) | "ReshuffleReads" >> beam.Reshuffle()
+         | "Read" >> beam.ParDo(ReadAndValidate(config, cfg.num_buckets, cfg.batch_rows)
+                                ).with_outputs(REJECTED, REQUEST_IDS, main="rows"))
+  return out.rows, out[REJECTED], shared_request_ids(out[REQUEST_IDS])
 
 
 def build_examples(keyed, shared, cfg: SequenceJobConfig, config: FeatureConfig):

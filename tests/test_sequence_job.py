@@ -427,6 +427,28 @@ def test_waves_build_the_same_examples_counters_and_dead_letters_as_one_pass(tmp
   assert "wave 3/3" in capsys.readouterr().err
 
 
+def test_the_waves_read_pass_spills_rows_without_holding_them(tmp_path):
+  """The FnApiRunner materialises a multi-input Flatten whole in memory: a Flatten of the two logs'
+  reads before the spill held every validated row of the read pass (at 1M impressions a 3.4 GB peak,
+  at 10M beyond the machine). The read pass has no such Flatten; its rows go from the read to the spill."""
+  import apache_beam as beam
+  from apache_beam.portability import common_urns
+  from pipelines.sequence_job import SequenceJobConfig, spill_pipeline
+  build("synthetic", str(tmp_path / "raw"), num_impressions=200)
+  raw = tmp_path / "raw"
+  cfg = SequenceJobConfig(str(raw / "impressions"), str(raw / "events"), str(tmp_path / "out"),
+                          read_manifest(raw)["eval_start_timestamp"], waves=2)
+  p = beam.Pipeline()
+  spill_pipeline(p, cfg, str(tmp_path / "spill"))
+  transforms = p.to_runner_api().components.transforms.values()
+  flattens = [t.unique_name for t in transforms
+              if t.spec.urn == common_urns.primitives.FLATTEN.urn and len(t.inputs) > 1]
+  assert flattens == []
+  spill = [t for t in transforms if t.unique_name == "Spill"][0]
+  read = [t for t in transforms if t.unique_name == "Read"][0]
+  assert set(spill.inputs.values()) <= set(read.outputs.values())
+
+
 def test_a_bad_row_costs_a_few_vectorised_checks_not_one_per_row_of_its_chunk(tmp_path, monkeypatch):
   """The chunk with a bad row is bisected down to it: 2 bad rows among 4,096 take at most 2 x 2 x 12 + 1
   contract checks (row by row took 4,097: a job 44x slower with one bad row per chunk), and the rows and
