@@ -197,15 +197,3 @@ def test_a_killed_runs_executions_are_cancelled_and_two_runs_never_share_a_store
         pass
   with run_lock(path):  # released when the first run ends
     pass
-
-
-def test_the_evaluator_computes_tfma_metrics_not_keras_wrapped_ones():
-  """TFMA runs a metric it does not define itself through a Keras wrapper that batches and calls TF per
-  slice (a fifth of the Evaluator's metric time with `BinaryCrossentropy`); every metric of the eval
-  config is TFMA's own or ours (pipelines/tfma_metrics.py)."""
-  import tensorflow_model_analysis as tfma
-  from pipelines.pipeline import eval_config
-  config = eval_config(PipelineConfig(examples_dir="e", pipeline_root="r", serving_dir="s", metadata_path="m"))
-  names = {(m.class_name, m.module) for spec in config.metrics_specs for m in spec.metrics}
-  assert {name for name, module in names if not module and not hasattr(tfma.metrics, name)} == set()
-  assert ("BinaryCrossEntropy", "") in names
