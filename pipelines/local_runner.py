@@ -9,6 +9,13 @@ portable in-process runner, the Fn API harness that Dataflow, Flink and Spark ru
 LOCAL_OPTIONS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory")
 
 
+def multi_processing_options(workers: int) -> tuple[str, ...]:
+  """Options that, after LOCAL_OPTIONS, run the same runner with `workers` SDK worker processes (0: one
+  per core), for a stage whose Python per element outweighs starting them (the Evaluator). A worker
+  reads whole files: the input needs as many. Call `without_timed_flush` in the process that runs it."""
+  return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
+
 def without_timed_flush() -> None:
   """Turns off the FnApiRunner's timed flush of its gRPC data plane (Beam 2.77), which loses data.
 

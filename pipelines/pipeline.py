@@ -36,6 +36,7 @@ from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate, EvaluationSchema, ReportGen, RunReport, read_anomalies
 from pipelines.example_import import ExampleImport
 from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
+from pipelines.local_runner import LOCAL_OPTIONS, multi_processing_options, without_timed_flush
 from pipelines.progress import component_progress
 from pipelines.report import report_page
 
@@ -142,6 +143,9 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
       baseline_model=latest_blessed.outputs["model"], eval_config=evaluation,
       schema=evaluation_schema.outputs["evaluation_schema"])
+  if packaged_module and tuple(cfg.beam_pipeline_args) == LOCAL_OPTIONS and cfg.evaluator_workers != 1:
+    # Local runs only: run_local turns off the multi-processing runner's timed flush (local_runner.py).
+    evaluator.with_beam_pipeline_args(list(multi_processing_options(cfg.evaluator_workers)))
   pusher = tfx.components.Pusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
@@ -173,6 +177,7 @@ def run_local(cfg: PipelineConfig, verbose: bool = False) -> dict:
     if interrupted:
       print(f"ML Metadata: {len(interrupted)} execution(s) an interrupted run left running marked CANCELED")
     with component_progress(len(pipeline.components), log_file, verbose, record.key_figure):
+      without_timed_flush()  # the Evaluator's worker processes (evaluator_workers)
       tfx.orchestration.LocalDagRunner().run(pipeline)
   return {**run_summary(cfg), "log_file": log_file}
 
@@ -284,8 +289,10 @@ class RunRecord:
       if path and tfx.dsl.io.fileio.exists(path):
         return f"click AUC {json.loads(tfx.dsl.io.fileio.open(path).read())['metrics']['click']['auc']:.4f} (eval)"
     if component == "Evaluator":
-      auc = self.evaluation()[0].get("click/auc")
-      return (f"click AUC {auc:.4f}, " if auc is not None else "") + ("blessed" if self.blessed() else "not blessed")
+      metrics = self.evaluation()[0]
+      auc, count = metrics.get("click/auc"), metrics.get("click/example_count")
+      return (f"click AUC {auc:.4f} on {count:,.0f} examples, " if auc is not None else "") + (
+          "blessed" if self.blessed() else "not blessed")
     if component == "Pusher":
       return f"pushed to {self.pushed_model()}" if self.pushed_model() else "not pushed"
     if component == "ReportGen":

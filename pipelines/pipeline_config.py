@@ -28,6 +28,10 @@ class PipelineConfig:
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training
   beam_pipeline_args: tuple[str, ...] = LOCAL_OPTIONS
+  # Local runs on the default runner: the Evaluator's Beam worker processes (0: one per core; 1: in
+  # memory, as the other components). TFMA's metrics are Python per example: two workers on two cores
+  # evaluate 1.5x as fast (docs/BENCHMARKS.md).
+  evaluator_workers: int = 0
 
   def __post_init__(self):
     """Values no run could use fail here, before any component (one line from the CLI, exit 2)."""
@@ -35,6 +39,9 @@ class PipelineConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer")
+    if isinstance(self.evaluator_workers, bool) or not isinstance(self.evaluator_workers, int) \
+        or self.evaluator_workers < 0:
+      raise ValueError(f"evaluator_workers={self.evaluator_workers!r} must be 0 (one per core) or a positive integer")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate={self.learning_rate} must be positive")
     if not 0 <= self.min_auc <= 1 or self.max_auc_drop < 0:

@@ -4,7 +4,8 @@
       ─ GroupByKey (impressions and events of a bucket together)
       → per bucket: sort events, 3 binary searches per impression (hemix_tf.data.sequences),
         Arrow example batches of 4,096 impressions, tfx-bsl C++ tf.Example encoding
-      → gzip TFRecords  <out>/train/part-*.tfrecord.gz, <out>/eval/part-*.tfrecord.gz
+      → gzip TFRecords  <out>/train/part-*.tfrecord.gz, <out>/eval/part-*.tfrecord.gz (`output_shards`
+                        files each, by a checksum of the example: no shuffle)
       → dead letters    <out>/rejected/part-*.jsonl (file, row, reason)
       → counters        printed and written to <out>/job_summary.json
     valid impressions' (request_id, user_id, timestamp), grouped by a hash of the request_id → the
@@ -29,6 +30,7 @@ import logging
 import os
 import sys
 import uuid
+import zlib
 from typing import Iterator
 
 import apache_beam as beam
@@ -78,9 +80,12 @@ class SequenceJobConfig:
   # so that a local runner holds 1 / waves of the logs at a time (its shuffle is in memory); 1: one pass,
   # for distributed runners (they shuffle on disk, and a retried bundle there would leave its spill files).
   waves: int = 1
+  # Files per split (per wave): whole examples, each file by a checksum of the example, no shuffle. A
+  # gzip file is read by one worker: the Evaluator's workers and the Trainer's readers split by file.
+  output_shards: int = 8
 
   def __post_init__(self):
-    for name in ("num_buckets", "batch_rows", "waves"):
+    for name in ("num_buckets", "batch_rows", "waves", "output_shards"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer")
@@ -387,14 +392,21 @@ def build_examples(keyed, shared, cfg: SequenceJobConfig, config: FeatureConfig)
                                   ).with_outputs(TRAIN, EVAL, REJECTED))
 
 
-def write_outputs(examples, rejected, output_dir: str, prefix: str) -> None:
-  """<output_dir>/{train,eval}/<prefix>-*.tfrecord.gz and rejected/<prefix>-*.jsonl."""
+def write_outputs(examples, rejected, output_dir: str, prefix: str, shards: int) -> None:
+  """<output_dir>/{train,eval}/<prefix>-s<k>-*.tfrecord.gz (k < shards) and rejected/<prefix>-*.jsonl."""
   for split in (TRAIN, EVAL):
-    _ = examples[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
-        os.path.join(output_dir, split, prefix), file_name_suffix=".tfrecord.gz",
-        compression_type=CompressionTypes.GZIP)
+    parts = examples[split] | f"Shard{split}" >> beam.Partition(shard_of, shards)
+    for k, part in enumerate(parts):
+      _ = part | f"Write{split}{k}" >> beam.io.WriteToTFRecord(
+          os.path.join(output_dir, split, f"{prefix}-s{k:02d}"), file_name_suffix=".tfrecord.gz",
+          compression_type=CompressionTypes.GZIP)
   _ = rejected | "WriteRejected" >> beam.io.WriteToText(os.path.join(output_dir, REJECTED, prefix),
                                                         file_name_suffix=".jsonl")
+
+
+def shard_of(example: bytes, shards: int) -> int:
+  """A serialized example's file: the same on every worker and run."""
+  return zlib.crc32(example) % shards
 
 
 def examples_from_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
@@ -407,7 +419,7 @@ def examples_from_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: Feature
 def build_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig) -> None:
   """The whole job in one pass (waves = 1)."""
   examples, rejected = examples_from_logs(p, cfg, load_feature_config(cfg.feature_config))
-  write_outputs(examples, rejected, cfg.output_dir, "part")
+  write_outputs(examples, rejected, cfg.output_dir, "part", cfg.output_shards)
 
 
 def spill_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, spill_dir: str) -> None:
@@ -426,7 +438,7 @@ def wave_pipeline(p: beam.Pipeline, cfg: SequenceJobConfig, files: list[str], sh
   keyed = (p | "Files" >> beam.Create(files) | "Reshuffle" >> beam.Reshuffle()
            | "ReadSpilled" >> beam.FlatMap(read_spilled, cfg.num_buckets))
   examples = build_examples(keyed, p | "Shared" >> beam.Create(shared), cfg, load_feature_config(cfg.feature_config))
-  write_outputs(examples, examples[REJECTED], cfg.output_dir, f"part-w{wave:04d}")
+  write_outputs(examples, examples[REJECTED], cfg.output_dir, f"part-w{wave:04d}", cfg.output_shards)
 
 
 def run_in_waves(cfg: SequenceJobConfig, beam_args: list[str] | None) -> dict:

@@ -31,8 +31,10 @@ flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (else th
 flags.DEFINE_integer("num_buckets", 64, "User-hash buckets (parallelism of the sequence build).",
                      flag_values=FLAGS)
 flags.DEFINE_integer("waves", 1, "Build the buckets in this many waves, the validated rows spilled to disk in "
-                     "between: a local runner then holds 1/waves of the logs (~1.5 GB per 300k impressions "
-                     "with 10 events each, docs/BENCHMARKS.md). 1: one pass (distributed runners).",
+                     "between: a local runner then holds 1/waves of the logs (about 1 GB plus 4 GB per million "
+                     "impressions with 10 events each in a wave, docs/BENCHMARKS.md). 1: one pass "
+                     "(distributed runners).", flag_values=FLAGS)
+flags.DEFINE_integer("output_shards", 8, "Files per split (per wave); a gzip file is read by one worker.",
                      flag_values=FLAGS)
 
 
@@ -51,7 +53,8 @@ def config_from_flags():
     raise cli_flags.UserError(f"give --dataset_dir or {', '.join(missing)}")
   return SequenceJobConfig(impressions=impressions, events=events, output_dir=FLAGS.output_dir,
                            eval_start_timestamp=int(eval_start), feature_config=feature_config,
-                           num_buckets=FLAGS.num_buckets, waves=FLAGS.waves, overwrite=FLAGS.overwrite)
+                           num_buckets=FLAGS.num_buckets, waves=FLAGS.waves, output_shards=FLAGS.output_shards,
+                           overwrite=FLAGS.overwrite)
 
 
 def main(argv) -> None:

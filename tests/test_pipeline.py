@@ -62,6 +62,8 @@ def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsy
   assert f"eval {eval_examples:,} examples" in figures["StatisticsGen"]
   assert figures["ExampleValidator"] == "0 anomalies" and figures["Pusher"].startswith("pushed to ")
   assert figures["Trainer"].startswith("click AUC ") and figures["Evaluator"].endswith(", blessed")
+  # The Evaluator ran in worker processes, one per eval file at most: every example counted once.
+  assert f" on {eval_examples:,} examples, " in figures["Evaluator"]
   assert "Component Trainer is finished." in Path(first["log_file"]).read_text()
   assert first["metrics"]["click/example_count"] == eval_examples
   assert 0.0 < first["metrics"]["click/auc"] < 1.0
@@ -197,3 +199,19 @@ def test_a_killed_runs_executions_are_cancelled_and_two_runs_never_share_a_store
         pass
   with run_lock(path):  # released when the first run ends
     pass
+
+
+def test_the_evaluator_runs_in_worker_processes_on_the_local_runner_only(tmp_path, examples_dir):
+  """Locally the Evaluator's TFMA run gets one worker process per core (its Python per example is the
+  stage's time); with `evaluator_workers=1`, another runner (Dataflow) or on Kubeflow (where the timed
+  flush guard of pipelines/local_runner.py does not run) it keeps the pipeline's options."""
+  def evaluator_args(cfg, **kw):
+    components = {c.id: c for c in create_pipeline(cfg, **kw).components}
+    return components["Evaluator"].executor_spec.beam_pipeline_args
+  cfg = _config(tmp_path, examples_dir)
+  assert evaluator_args(cfg)[-2:] == ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+  for other in (dict(cfg=dataclasses.replace(cfg, evaluator_workers=1)), dict(cfg=cfg, packaged_module=False),
+                dict(cfg=dataclasses.replace(cfg, beam_pipeline_args=("--runner=DataflowRunner",)))):
+    assert not any("multi_processing" in arg for arg in evaluator_args(**other))
+  with pytest.raises(ValueError, match="evaluator_workers"):
+    dataclasses.replace(cfg, evaluator_workers=-1)

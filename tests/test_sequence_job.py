@@ -423,8 +423,27 @@ def test_waves_build_the_same_examples_counters_and_dead_letters_as_one_pass(tmp
   assert outputs[3] == outputs[1]
   assert outputs[1][1]["rejected_rows"] == 2 and outputs[1][1]["train_examples"] > 0
   assert not (tmp_path / "w3" / "_spill").exists()  # the spill is not published
-  assert len(tf.io.gfile.glob(str(tmp_path / "w3" / "train" / "part-w*"))) == 3
+  assert len(tf.io.gfile.glob(str(tmp_path / "w3" / "train" / "part-w*"))) == 3 * 8  # output_shards per wave
   assert "wave 3/3" in capsys.readouterr().err
+
+
+def test_each_split_is_written_in_output_shards_files_of_whole_examples(tmp_path):
+  """`output_shards` files per split, each example in one of them (a gzip file is read by one worker:
+  with one file the Evaluator's second worker had nothing to read)."""
+  from pipelines.sequence_job import SequenceJobConfig, run
+  build("synthetic", str(tmp_path / "raw"), num_impressions=2000)
+  raw = tmp_path / "raw"
+  outputs = {}
+  for shards in (1, 4):
+    cfg = SequenceJobConfig(str(raw / "impressions"), str(raw / "events"), str(tmp_path / f"s{shards}"),
+                            read_manifest(raw)["eval_start_timestamp"], output_shards=shards)
+    summary = run(cfg, IN_MEMORY)
+    files = tf.io.gfile.glob(summary["outputs"]["eval"])
+    assert len(files) == shards
+    per_file = [sorted(written_ids(f)) for f in files]
+    assert all(per_file)  # 2,000 impressions spread over every file
+    outputs[shards] = sorted(i for ids in per_file for i in ids)
+  assert outputs[4] == outputs[1]
 
 
 def test_the_waves_read_pass_spills_rows_without_holding_them(tmp_path):
