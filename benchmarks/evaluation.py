@@ -6,8 +6,9 @@ pipeline code, alternating in the same run, and whether both computed the same m
   .venv/bin/python benchmarks/evaluation.py --run_dir=/tmp/demo --baseline_revision=2b7d6f9 --repeats=3
   .venv/bin/python benchmarks/evaluation.py --run_dir=<pipeline_scale.py's --work_dir> --baseline_revision=...
 
-Each side evaluates as its Evaluator component does: `tfma.run_model_analysis` on Beam's FnApiRunner
-with the eval config of `pipelines/pipeline.py`, and the schema that revision's pipeline gives the
+Each side evaluates as its Evaluator component does in a local run: `tfma.run_model_analysis` on Beam's
+FnApiRunner (in memory, or that revision's `evaluator_workers` processes) with the eval config of
+`pipelines/pipeline.py`, and the schema that revision's pipeline gives the
 Evaluator (the columns of `evaluated_columns` where it has them; none before). The model and the schema
 are the run's last Trainer and SchemaGen outputs. Each measurement is its own process; progress goes
 to stderr.
@@ -48,8 +49,7 @@ def measure(run_dir: Path, code_tree: str) -> dict:
   from google.protobuf import text_format
   from tensorflow_metadata.proto.v0 import schema_pb2
 
-  from pipelines import pipeline
-  from pipelines.local_runner import LOCAL_OPTIONS
+  from pipelines import local_runner, pipeline
 
   cfg = pipeline.PipelineConfig(examples_dir="unused", pipeline_root="unused", serving_dir="unused",
                                 metadata_path="unused")
@@ -64,6 +64,11 @@ def measure(run_dir: Path, code_tree: str) -> dict:
                              schema_pb2.Schema())
     schema = schema_pb2.Schema()
     schema.feature.extend(f for f in full.feature if f.name in pipeline.evaluated_columns(config))
+  options = list(local_runner.LOCAL_OPTIONS)
+  workers = getattr(cfg, "evaluator_workers", 1)  # a revision before them evaluated in memory
+  if workers != 1:
+    local_runner.without_timed_flush()
+    options += local_runner.multi_processing_options(workers)
   model = newest("Trainer/model/*/Format-Serving", run_dir)
   files = tf.io.gfile.glob(f"{run_dir}/examples/eval/*")
   count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
@@ -72,13 +77,14 @@ def measure(run_dir: Path, code_tree: str) -> dict:
   tfma.run_model_analysis(
       eval_shared_model=tfma.default_eval_shared_model(eval_saved_model_path=str(model), eval_config=config),
       eval_config=config, data_location=f"{run_dir}/examples/eval/*", file_format="tfrecords", schema=schema,
-      output_path=out, pipeline_options=PipelineOptions(list(LOCAL_OPTIONS)))
+      output_path=out, pipeline_options=PipelineOptions(options))
   seconds = time.perf_counter() - start
   overall = next(m for m in tfma.load_metrics(out) if not m.slice_key.single_slice_keys)
   metrics = {f"{kv.key.output_name}/{kv.key.name}": round(kv.value.double_value.value, 6)
              for kv in overall.metric_keys_and_values
-             if kv.key.output_name == "click" and kv.key.name in ("auc", "gauc", "example_count")}
+             if kv.key.output_name == "click" and kv.key.name in ("auc", "gauc", "example_count", "binary_crossentropy")}
   return {"seconds": round(seconds, 1), "examples": count, "examples_per_s": round(count / seconds, 1),
+          "files": len(files), "beam_options": options,
           "decoded_columns": None if schema is None else sorted(f.name for f in schema.feature),
           "metrics": metrics}
 
@@ -106,7 +112,8 @@ def main(argv):
         print(f"{side} {i + 1}/{FLAGS.repeats}: {runs[side][-1]['seconds']} s", file=sys.stderr, flush=True)
   result = {side: {"seconds": [r["seconds"] for r in rs],
                    "examples_per_s_median": statistics.median(r["examples_per_s"] for r in rs),
-                   "examples": rs[0]["examples"], "decoded_columns": rs[0]["decoded_columns"],
+                   "examples": rs[0]["examples"], "files": rs[0].get("files"),
+                   "beam_options": rs[0].get("beam_options"), "decoded_columns": rs[0]["decoded_columns"],
                    "metrics": rs[0]["metrics"]} for side, rs in runs.items()}
   if FLAGS.baseline_revision:
     result["baseline"]["revision"] = FLAGS.baseline_revision
