@@ -16,17 +16,35 @@ def logloss(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def group_auc(labels: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> float | None:
   """GAUC: the AUC within each group (user) that has both classes, averaged with the group's number of
-  examples as weight. None if no group has both classes."""
-  order = np.argsort(groups, kind="stable")
-  groups, labels, predictions = groups[order], labels[order], predictions[order]
-  starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-  total = weight = 0.0
-  for start, end in zip(starts, np.r_[starts[1:], len(groups)]):
-    value = auc(labels[start:end], predictions[start:end])
-    if value is not None:
-      total += value * (end - start)
-      weight += end - start
-  return total / weight if weight else None
+  examples as weight. None if no group has both classes.
+
+  Every group at once (vectorised): a group's AUC is its Mann-Whitney statistic, (the positives' ranks
+  summed - n+ (n+ + 1) / 2) / (n+ n-), ranks within the group with tied predictions sharing their mean
+  rank, as roc_auc_score counts a tie half. One roc_auc_score call per group cost a tenth of the
+  Evaluator's time (its argument checks), at 10k+ users."""
+  positive = np.asarray(labels).reshape(-1) > 0.5
+  predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+  _, group = np.unique(np.asarray(groups).reshape(-1), return_inverse=True)
+  order = np.lexsort((predictions, group))
+  group, positive, predictions = group[order], positive[order], predictions[order]
+  n = len(group)
+  if n == 0:
+    return None
+  first_of_group = np.r_[True, group[1:] != group[:-1]]
+  first_of_tie = first_of_group | np.r_[True, predictions[1:] != predictions[:-1]]
+  tie = np.cumsum(first_of_tie) - 1
+  tie_start = np.flatnonzero(first_of_tie)
+  mean_position = (tie_start + np.r_[tie_start[1:], n] - 1) / 2.0  # of each run of equal predictions
+  rank = mean_position[tie] - np.flatnonzero(first_of_group)[group] + 1  # 1-based, within the group
+  size = np.bincount(group)
+  n_pos = np.bincount(group, weights=positive)
+  n_neg = size - n_pos
+  rank_sum = np.bincount(group, weights=rank * positive)
+  both = (n_pos > 0) & (n_neg > 0)
+  if not both.any():
+    return None
+  aucs = (rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2) / (n_pos[both] * n_neg[both])
+  return float(np.sum(aucs * size[both]) / np.sum(size[both]))
 
 
 def rela_imp(auc_model: float, auc_base: float) -> float:

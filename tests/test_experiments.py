@@ -12,6 +12,7 @@ from hemix_tf.experiments import harness
 from hemix_tf.experiments.harness import ExperimentConfig, run_grid
 from hemix_tf.experiments.report import grid_report, scaling_figure
 from hemix_tf.metrics import group_auc, rela_imp
+from sklearn.metrics import roc_auc_score
 
 
 def test_group_auc_and_rela_imp():
@@ -21,6 +22,24 @@ def test_group_auc_and_rela_imp():
   assert group_auc(labels, preds, groups) == pytest.approx((1.0 * 2 + 0.0 * 2) / 4)
   assert rela_imp(0.7350, 0.7312) == pytest.approx(1.64, abs=0.01)  # HeMix Table 2: HeMix-Small vs DLRM
   assert np.isnan(rela_imp(0.6, 0.5))  # a base at chance: undefined, not a crash of the aggregation
+  assert group_auc(labels, preds, np.array([3, 3, 3, 3, 3, 3])) == pytest.approx(roc_auc_score(labels, preds))
+  assert group_auc(np.array([1, 1]), np.array([0.2, 0.3]), np.array([1, 1])) is None
+
+
+def test_group_auc_is_the_mean_of_each_users_roc_auc_score_ties_included():
+  """The vectorised GAUC against sklearn's AUC per group, weighted by the group's size, on users of
+  every size, predictions with many ties, string ids and groups of one class."""
+  rng = np.random.default_rng(0)
+  groups = rng.choice([f"u{i}" for i in range(300)], size=5000)
+  labels = (rng.random(5000) < 0.3).astype(np.float32)
+  preds = np.round(rng.random(5000) * 20) / 20  # 21 distinct values: ties within most users
+  total = weight = 0.0
+  for g in np.unique(groups):
+    y, p = labels[groups == g], preds[groups == g]
+    if 0 < y.sum() < len(y):
+      total += roc_auc_score(y, p) * len(y)
+      weight += len(y)
+  assert group_auc(labels, preds, groups) == pytest.approx(total / weight, abs=1e-12)
 
 
 # Runs of 3 steps test the harness, not the step: uncompiled, they skip XLA's compile time (the
