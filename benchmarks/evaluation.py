@@ -15,6 +15,7 @@ to stderr.
 """
 import this_tree  # (first: this checkout's hemix_tf, not the editable install's)
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -90,9 +91,10 @@ def measure(run_dir: Path, code_tree: str) -> dict:
 
 
 def run_measurement(tree: str, run_dir: Path) -> dict:
-  """This script's measurement with `tree`'s pipeline code, in a new process."""
+  """This script's measurement with `tree`'s pipeline code, in a new process (and in its Beam worker
+  processes, which import the metrics module: PYTHONPATH)."""
   out = subprocess.run([sys.executable, __file__, f"--run_dir={run_dir}", f"--code_tree={tree}"],
-                       check=True, capture_output=True, text=True).stdout
+                       check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}).stdout
   return json.loads(out[out.index("{"):])
 
 
