@@ -35,7 +35,8 @@ from hemix_tf.model.config import preset
 from hemix_tf.version import code_version
 from pipelines.components import AnomaliesGate, EvaluationSchema, ReportGen, RunReport, read_anomalies
 from pipelines.example_import import ExampleImport
-from pipelines.pipeline_config import DEFAULT_IMAGE, PipelineConfig  # noqa: F401 (re-exported)
+from pipelines.outputs import SUMMARY
+from pipelines.pipeline_config import DEFAULT_IMAGE, EVALUATOR_WORKERS_FROM, PipelineConfig  # noqa: F401 (re-exported)
 from pipelines.local_runner import LOCAL_OPTIONS, multi_processing_options, without_timed_flush
 from pipelines.progress import component_progress
 from pipelines.report import report_page
@@ -56,15 +57,13 @@ def eval_config(cfg: PipelineConfig, tasks=("click", "conversion")) -> tfma.Eval
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
       change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                                                    absolute={"value": -cfg.max_auc_drop}))
-  # The Keras-wrapped `BinaryCrossentropy`, not TFMA's own `BinaryCrossEntropy`: TFMA 0.52's merges the
-  # first of its accumulators into itself, so any run with more than one worker (or bundle) biases it
-  # (0.22246 against 0.22267 on the same 100k examples in two workers); it was no faster either.
-  metrics = [tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="BinaryCrossentropy"),
+  ours = "pipelines.tfma_metrics"  # LogLoss: why not TFMA's two binary cross-entropies, in its docstring
+  metrics = [tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="LogLoss", module=ours),
              tfma.MetricConfig(class_name="MeanLabel"), tfma.MetricConfig(class_name="MeanPrediction"),
              tfma.MetricConfig(class_name="Calibration"),
              # 1,000 buckets of the prediction: the report merges them into deciles (pipelines/report.py)
              tfma.MetricConfig(class_name="CalibrationPlot"),
-             tfma.MetricConfig(class_name="GroupAUC", module="pipelines.tfma_metrics")]  # user-level GAUC
+             tfma.MetricConfig(class_name="GroupAUC", module=ours)]  # user-level GAUC
   # The blessing threshold applies to the overall slice only; the activity slices are reported.
   overall_only = [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]
   specs = [tfma.MetricsSpec(output_names=["click"], metrics=[
@@ -143,9 +142,10 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
       baseline_model=latest_blessed.outputs["model"], eval_config=evaluation,
       schema=evaluation_schema.outputs["evaluation_schema"])
-  if packaged_module and tuple(cfg.beam_pipeline_args) == LOCAL_OPTIONS and cfg.evaluator_workers != 1:
+  workers = evaluator_workers(cfg)
+  if packaged_module and tuple(cfg.beam_pipeline_args) == LOCAL_OPTIONS and workers != 1:
     # Local runs only: run_local turns off the multi-processing runner's timed flush (local_runner.py).
-    evaluator.with_beam_pipeline_args(list(multi_processing_options(cfg.evaluator_workers)))
+    evaluator.with_beam_pipeline_args(list(multi_processing_options(workers)))
   pusher = tfx.components.Pusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
@@ -160,6 +160,18 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
                   latest_blessed, evaluation_schema, evaluator, pusher, report],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(cfg.beam_pipeline_args))
+
+
+def evaluator_workers(cfg: PipelineConfig) -> int:
+  """`cfg.evaluator_workers`, with 0 resolved: in memory (1) when the sequence job's summary counts fewer
+  than EVALUATOR_WORKERS_FROM eval examples, else one per core (0); examples without a summary: 0."""
+  if cfg.evaluator_workers:
+    return cfg.evaluator_workers
+  path = os.path.join(cfg.examples_dir, SUMMARY)
+  if not tfx.dsl.io.fileio.exists(path):
+    return 0
+  counters = json.loads(tfx.dsl.io.fileio.open(path).read())["counters"]
+  return 1 if counters.get("eval_examples", 0) < EVALUATOR_WORKERS_FROM else 0
 
 
 def run_local(cfg: PipelineConfig, verbose: bool = False) -> dict:

@@ -7,6 +7,7 @@ from hemix_tf.data.feature_config import VOCABULARY_MIN_COUNT
 from pipelines.local_runner import LOCAL_OPTIONS
 
 DEFAULT_IMAGE = "hemix-tf-pipeline:0.1.0"  # docker/pipeline.Dockerfile
+EVALUATOR_WORKERS_FROM = 20_000  # eval examples: 10k ran 1.5x slower in two workers, 100k 1.5x faster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +29,10 @@ class PipelineConfig:
   max_auc_drop: float = 0.01  # ... and at most this much below the latest blessed model
   warm_start_from: str | None = None  # a SavedModel of the same model (e.g. the pushed one): its weights start training
   beam_pipeline_args: tuple[str, ...] = LOCAL_OPTIONS
-  # Local runs on the default runner: the Evaluator's Beam worker processes (0: one per core; 1: in
-  # memory, as the other components). TFMA's metrics are Python per example: two workers on two cores
-  # evaluate 1.5x as fast (docs/BENCHMARKS.md).
+  # Local runs on the default runner: the Evaluator's Beam worker processes. 0: one per core when the
+  # eval split has at least EVALUATOR_WORKERS_FROM examples (the sequence job's count), in memory below
+  # (starting the workers costs more than they save); 1: in memory; N: N workers. TFMA's metrics are
+  # Python per example: two workers on two cores evaluate 100k examples 1.5x as fast (docs/BENCHMARKS.md).
   evaluator_workers: int = 0
 
   def __post_init__(self):
@@ -41,7 +43,7 @@ class PipelineConfig:
         raise ValueError(f"{name}={value!r} must be a positive integer")
     if isinstance(self.evaluator_workers, bool) or not isinstance(self.evaluator_workers, int) \
         or self.evaluator_workers < 0:
-      raise ValueError(f"evaluator_workers={self.evaluator_workers!r} must be 0 (one per core) or a positive integer")
+      raise ValueError(f"evaluator_workers={self.evaluator_workers!r} must be 0 (automatic) or a positive integer")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate={self.learning_rate} must be positive")
     if not 0 <= self.min_auc <= 1 or self.max_auc_drop < 0:

@@ -18,7 +18,8 @@ from hemix_tf.data.dataset import read_manifest
 from hemix_tf.data.schemas import schema_path
 from hemix_tf.version import code_version
 from pipelines.local_runner import LOCAL_OPTIONS
-from pipelines.pipeline import DEFAULT_IMAGE, PipelineConfig, compile_kubeflow, create_pipeline, run_local
+from pipelines.pipeline import (DEFAULT_IMAGE, EVALUATOR_WORKERS_FROM, PipelineConfig, compile_kubeflow,
+                                create_pipeline, run_local)
 from pipelines.sequence_job import SequenceJobConfig, run as run_sequence_job
 
 
@@ -52,7 +53,7 @@ def _progress_lines(capsys) -> list[str]:
 
 def test_local_run_blesses_pushes_caches_and_gates(tmp_path, examples_dir, capsys):
   cfg = _config(tmp_path, examples_dir)
-  first = run_local(cfg)
+  first = run_local(dataclasses.replace(cfg, evaluator_workers=2))  # as at 20k+ eval examples (below: memory)
   assert first["blessed"] and first["pushed_model"]
   lines = _progress_lines(capsys)  # one line per component, the library logs in the file
   total = len(lines)
@@ -202,15 +203,26 @@ def test_a_killed_runs_executions_are_cancelled_and_two_runs_never_share_a_store
 
 
 def test_the_evaluator_runs_in_worker_processes_on_the_local_runner_only(tmp_path, examples_dir):
-  """Locally the Evaluator's TFMA run gets one worker process per core (its Python per example is the
-  stage's time); with `evaluator_workers=1`, another runner (Dataflow) or on Kubeflow (where the timed
-  flush guard of pipelines/local_runner.py does not run) it keeps the pipeline's options."""
+  """Locally the Evaluator's TFMA run gets one worker process per core when the eval split is large
+  enough to pay for starting them (its Python per example is the stage's time); on a small one, with
+  `evaluator_workers=1`, another runner (Dataflow) or on Kubeflow (where the timed flush guard of
+  pipelines/local_runner.py does not run) it keeps the pipeline's options."""
   def evaluator_args(cfg, **kw):
     components = {c.id: c for c in create_pipeline(cfg, **kw).components}
     return components["Evaluator"].executor_spec.beam_pipeline_args
-  cfg = _config(tmp_path, examples_dir)
+  large = tmp_path / "large"  # the sequence job's summary of a large eval split, the same files
+  large.mkdir()
+  for split in ("train", "eval"):
+    (large / split).symlink_to(examples_dir / split)
+  summary = json.loads((examples_dir / "job_summary.json").read_text())
+  summary["counters"]["eval_examples"] = EVALUATOR_WORKERS_FROM
+  (large / "job_summary.json").write_text(json.dumps(summary))
+  cfg = _config(tmp_path, large)
   assert evaluator_args(cfg)[-2:] == ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
-  for other in (dict(cfg=dataclasses.replace(cfg, evaluator_workers=1)), dict(cfg=cfg, packaged_module=False),
+  small = _config(tmp_path, examples_dir)  # 3,000 impressions
+  assert evaluator_args(dataclasses.replace(small, evaluator_workers=2))[-1] == "--direct_num_workers=2"
+  for other in (dict(cfg=small), dict(cfg=dataclasses.replace(cfg, evaluator_workers=1)),
+                dict(cfg=cfg, packaged_module=False),
                 dict(cfg=dataclasses.replace(cfg, beam_pipeline_args=("--runner=DataflowRunner",)))):
     assert not any("multi_processing" in arg for arg in evaluator_args(**other))
   with pytest.raises(ValueError, match="evaluator_workers"):
