@@ -142,10 +142,9 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None,
       examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
       baseline_model=latest_blessed.outputs["model"], eval_config=evaluation,
       schema=evaluation_schema.outputs["evaluation_schema"])
-  workers = evaluator_workers(cfg)
-  if packaged_module and tuple(cfg.beam_pipeline_args) == LOCAL_OPTIONS and workers != 1:
-    # Local runs only: run_local turns off the multi-processing runner's timed flush (local_runner.py).
-    evaluator.with_beam_pipeline_args(list(multi_processing_options(workers)))
+  # Local runs only: run_local turns off the multi-processing runner's timed flush (local_runner.py).
+  if packaged_module and tuple(cfg.beam_pipeline_args) == LOCAL_OPTIONS and evaluator_workers(cfg) != 1:
+    evaluator.with_beam_pipeline_args(list(multi_processing_options(evaluator_workers(cfg))))
   pusher = tfx.components.Pusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
