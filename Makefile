@@ -38,12 +38,15 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver >/dev/null; }
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file per process at a time: alone it keeps
+# one of CI's two cores busy (TensorFlow's ops and the Beam runs are mostly serial at these sizes).
+TEST_WORKERS ?= 2
 test: install browser
 	$(VENV)/bin/ruff check hemix_tf pipelines tests benchmarks tools
-	$(PY) -m pytest -q --durations=10 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 tests
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 clean:
 	rm -rf runs .pytest_cache
