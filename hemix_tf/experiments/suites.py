@@ -126,7 +126,7 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # Keras' uniform ±0.05 embedding start (the paper's and every baseline's) instead of N(0, 0.25²):
         # chosen on both datasets' validation splits, the default from session 6 to 20 (finding 19).
         "fixes + flatten + pre-LN + SIM hard search + real-time search with Keras embedding init":
-            dataclasses.replace(HEMIX, pooling="flatten"),
+            dataclasses.replace(HEMIX, pooling="flatten", pre_norm=True),
         # The paper's mean token as the heads' input again (finding 27), then its post-LN blocks too: the
         # default since session 21 (finding 29).
         "default with pre-LN blocks": dataclasses.replace(HEMIX, pre_norm=True),
