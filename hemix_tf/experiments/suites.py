@@ -130,7 +130,7 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         # The paper's mean token as the heads' input again (finding 27), then its post-LN blocks too: the
         # default since session 21 (finding 29).
         "default with pre-LN blocks": dataclasses.replace(HEMIX, pre_norm=True),
-        "default (mean read-out, post-LN)": HEMIX,
+        "default (mean read-out and post-LN)": HEMIX,
         # The sink's weight on the searched events grows with the log of their count, as the click logit
         # grows with the log of the interest (the synthetic generator's w_interest term).
         "fixes + flatten + pre-LN + SIM hard search + real-time search + sink attention": dataclasses.replace(
@@ -162,4 +162,4 @@ REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Re
              "hyformer": "LONGER+RankMixer", "scaling": f"RankMixer d={SCALES[0]}", "ablation": "paper"}
 PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
             "hyformer": "HyFormer (LONGER enc.)", "scaling": f"HeMix d_T={SCALES[-1]}",
-            "ablation": "default (mean read-out, post-LN)"}
+            "ablation": "default (mean read-out and post-LN)"}
