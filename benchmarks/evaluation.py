@@ -92,8 +92,9 @@ def measure(run_dir: Path, code_tree: str) -> dict:
 
 def run_measurement(tree: str, run_dir: Path) -> dict:
   """This script's measurement with `tree`'s pipeline code, in a new process (and in its Beam worker
-  processes, which import the metrics module: PYTHONPATH)."""
-  out = subprocess.run([sys.executable, __file__, f"--run_dir={run_dir}", f"--code_tree={tree}"],
+  processes, which import the metrics module: PYTHONPATH, and the working directory, which a worker
+  started with `python -m` puts first on its path)."""
+  out = subprocess.run([sys.executable, __file__, f"--run_dir={run_dir}", f"--code_tree={tree}"], cwd=tree,
                        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}).stdout
   return json.loads(out[out.index("{"):])
 
