@@ -9,8 +9,8 @@ Nothing is recomputed from the model or the data; each part reads one component'
                     Trainer and the Evaluator computed after training
   calibration       TFMA's CalibrationPlot (fine buckets of the prediction, merged into deciles of the
                     eval examples): predicted vs observed rate, and the score distribution per label
-  slices            TFMA's metrics per slice (overall, user activity buckets; AUC, GAUC from
-                    pipelines/tfma_metrics.py, LogLoss) for this model and, when
+  slices            the Evaluator's metrics per slice (overall, user activity buckets; TFMA's AUC, and
+                    GAUC and LogLoss from pipelines/tfma_metrics.py) for this model and, when
                     one exists, the last blessed model the Evaluator compared it with; the blessing
                     and its thresholds from the evaluation's config and validation result
   data              the sequence job's counters (<examples_dir>/job_summary.json) and StatisticsGen's
