@@ -298,6 +298,23 @@ def test_an_embedding_start_for_every_model_is_part_of_the_protocol():
     dataclasses.replace(cfg, embedding_init="-1")
 
 
+def test_a_screen_overrides_the_models_configs_and_is_stored_apart():
+  """--set: the screened fields replace the suite's in every selected model, the runs get their own
+  directory (never mixed with, nor reused as, the suite's), and a bad override fails before training."""
+  cfg = ExperimentConfig(suite="table2", dataset="ml-100k", models=("HeMix", "DIN"),
+                         overrides=("oov_dropout_tables=[user_id, item_id]",))
+  assert {cfg.model_config(n).oov_dropout_tables for n in ("HeMix", "DIN")} == {("user_id", "item_id")}
+  assert cfg.protocol(1e-3) == "bs256-lr0.001-1epoch-oov_dropout_tables=[user_id,item_id]"
+  hemix = ExperimentConfig(suite="table2", dataset="ml-100k", models=("HeMix",), overrides=("d_t=16", "num_blocks=1"))
+  assert (hemix.model_config("HeMix").d_t, hemix.model_config("HeMix").num_blocks) == (16, 1)
+  assert hemix.protocol(1e-3) == "bs256-lr0.001-1epoch-d_t=16-num_blocks=1"
+  assert ExperimentConfig(suite="table2", dataset="ml-100k").model_config("HeMix").d_t == 32  # the suite's
+  with pytest.raises(ValueError, match=r"unknown BaselineConfig hyper-parameter\(s\) \['d_t'\]"):
+    ExperimentConfig(suite="table2", dataset="ml-100k", models=("DIN",), overrides=("d_t=16",))
+  with pytest.raises(ValueError, match="expected name=value"):
+    ExperimentConfig(suite="table2", dataset="ml-100k", models=("HeMix",), overrides=("d_t",))
+
+
 def test_a_warmup_is_part_of_the_protocol():
   """Runs with and without a warm-up never share a directory (nor are reused for one another)."""
   cfg = ExperimentConfig(suite="table4", dataset="synthetic", warmup_steps=100)

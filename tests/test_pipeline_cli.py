@@ -151,7 +151,7 @@ def test_model_hyper_parameters_from_yaml_and_flags(tmp_path, parse):
   from hemix_tf.model.config import preset
   model = preset(cfg.model_preset, **cfg.model_overrides)
   assert (model.d_t, model.ns_hidden, model.num_blocks) == (64, (96,), 3)
-  with pytest.raises(ValueError, match=r"unknown HeMix hyper-parameter\(s\) \['d_model'\]"):
+  with pytest.raises(ValueError, match=r"unknown HeMixConfig hyper-parameter\(s\) \['d_model'\]"):
     parse(f"--config={config}", "--model=d_model=64")
   with pytest.raises(cli_flags.UserError, match="--model: 'd_t': expected name=value"):
     parse(f"--config={config}", "--model=d_t")

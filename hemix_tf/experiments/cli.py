@@ -5,6 +5,7 @@
   hemix-experiment --suite=table4 --dataset=ml-100k --learning_rates=3e-4,1e-3,3e-3   # tuned on validation
   hemix-experiment --suite=table2 --dataset=ml-100k --models=HeMix,DLRM --batch_size=512 --epochs=3 \
       --sequence_lengths=50,20 --embedding_dim=16                                     # a fixed protocol
+  hemix-experiment --suite=table2 --dataset=ml-100k --models=HeMix --set=d_t=16 --on_validation  # a screen
 A killed grid resumes: finished runs are skipped.
 """
 from __future__ import annotations
@@ -52,6 +53,9 @@ flags.DEFINE_integer("vocabulary_min_count", None, "With --id_encoding=vocabular
 flags.DEFINE_string("embedding_init", "", "Every model's embedding start (to choose it on validation): empty "
                     "for the models' own, 'uniform' for Keras' uniform ±0.05, or the std of a normal start, e.g. 1e-4.",
                     flag_values=FLAGS)
+flags.DEFINE_multi_string("set", [], "A screen: a name=value field of every model's config (a YAML value; "
+                          "repeatable; with --models, e.g. --models=HeMix --set=d_t=16 --on_validation); such runs "
+                          "are stored apart from the suite's.", flag_values=FLAGS)
 flags.DEFINE_bool("on_validation", False, "Score every run on the validation split carved from train (to "
                   "choose between options), never on eval.", flag_values=FLAGS)
 
@@ -67,7 +71,7 @@ def main(argv) -> None:
       validation_fraction=FLAGS.validation_fraction,
       synthetic_impressions=FLAGS.synthetic_impressions, models=tuple(FLAGS.models),
       on_validation=FLAGS.on_validation, source_dir=FLAGS.source_dir, id_encoding=FLAGS.id_encoding,
-      embedding_init=FLAGS.embedding_init, negatives=FLAGS.negatives,
+      embedding_init=FLAGS.embedding_init, negatives=FLAGS.negatives, overrides=tuple(FLAGS.set),
       **({"vocabulary_min_count": FLAGS.vocabulary_min_count} if FLAGS.vocabulary_min_count else {})))
   print(markdown(results))
   print(f"report: {results['report']}")

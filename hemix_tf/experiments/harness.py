@@ -44,6 +44,7 @@ from hemix_tf.experiments.report import grid_report, oracle_auc
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
+from hemix_tf.model.config import parse_overrides, replace_fields
 from hemix_tf.data.preprocessing import AnalyzedPreprocessor
 from hemix_tf.model.training import (FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels,
                                      with_oov_dropout)
@@ -81,6 +82,9 @@ class ExperimentConfig:
   # Every model's embedding start, to choose it on validation: "" the models' own, "uniform" Keras'
   # uniform ±0.05, or a standard deviation of a normal start (e.g. "1e-4").
   embedding_init: str = ""
+  # A screen: "name=value" items (YAML values) replacing fields of every run's model config, e.g.
+  # ("d_t=16",) with models=("HeMix",); such runs are stored apart from the suite's (protocol()).
+  overrides: tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.suite not in SUITES:
@@ -111,6 +115,8 @@ class ExperimentConfig:
       raise ValueError(f"vocabulary_min_count must be >= 1: {self.vocabulary_min_count}")
     if self.id_encoding not in ID_ENCODINGS:
       raise ValueError(f"id_encoding '{self.id_encoding}' is not one of {ID_ENCODINGS}")
+    for name in self.models or SUITES[self.suite]:
+      self.model_config(name)  # an unknown or malformed override fails here, before any training
 
   def protocol(self, learning_rate: float) -> str:
     """The shared hyper-parameters as a directory name, e.g. bs256-lr0.001-1epoch."""
@@ -122,11 +128,13 @@ class ExperimentConfig:
     hashed = ("-hashed" if self.id_encoding == "hashing" else
               f"-vmin{self.vocabulary_min_count}" if self.vocabulary_min_count != VOCABULARY_MIN_COUNT else "")
     init = f"-init{self.embedding_init}" if self.embedding_init else ""
-    return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}{init}{hashed}"
+    screen = "".join(f"-{item.replace('/', '_').replace(' ', '')}" for item in self.overrides)
+    return f"bs{self.batch_size}-lr{learning_rate:g}{warmup}-{length}{lengths}{width}{init}{hashed}{screen}"
 
   def model_config(self, name: str):
-    """The suite's config of model `name`, with the protocol's embedding width and start."""
-    config = SUITES[self.suite][name]
+    """The suite's config of model `name`, with the protocol's embedding width and start and the screen's
+    overrides."""
+    config = replace_fields(SUITES[self.suite][name], **parse_overrides(list(self.overrides)))
     if self.embedding_dim is not None:
       config = dataclasses.replace(config, embedding_dim={group: self.embedding_dim for group in config.embedding_dim})
     if self.embedding_init:

@@ -300,13 +300,18 @@ def parse_overrides(items: list[str]) -> dict:
   return overrides
 
 
-def preset(name: str, **overrides) -> HeMixConfig:
-  """A preset with some fields replaced (from a pipeline YAML or flags: lists become tuples)."""
-  if name not in PRESETS:
-    raise ValueError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
-  fields = {f.name for f in dataclasses.fields(HeMixConfig)}
+def replace_fields(config: InputConfig, **overrides) -> InputConfig:
+  """Any model config with some fields replaced (from a pipeline YAML or flags: lists become tuples)."""
+  fields = {f.name for f in dataclasses.fields(config)}
   unknown = sorted(set(overrides) - fields)
   if unknown:
-    raise ValueError(f"unknown HeMix hyper-parameter(s) {unknown}; the fields are {sorted(fields)}")
-  return dataclasses.replace(PRESETS[name], **{k: tuple(v) if isinstance(v, list) else v
-                                                for k, v in overrides.items()})
+    raise ValueError(f"unknown {type(config).__name__} hyper-parameter(s) {unknown}; the fields are "
+                     f"{sorted(fields)}")
+  return dataclasses.replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+
+
+def preset(name: str, **overrides) -> HeMixConfig:
+  """A preset with some fields replaced (replace_fields)."""
+  if name not in PRESETS:
+    raise ValueError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
+  return replace_fields(PRESETS[name], **overrides)
