@@ -8,7 +8,8 @@
 - A user error (a bad flag, a missing or malformed input, a refused output directory) prints one line,
   `<tool>: error: <what>`, and exits 2. `--verbose` shows the traceback instead, and the libraries' logs.
 - Tools that pass the flags they do not know to Beam accept only options Beam's PipelineOptions knows:
-  a typo is an error, not a silently ignored option.
+  a typo is an error, not a silently ignored option. Any other tool takes no positional argument: the
+  words of an unquoted value (`--models=DNN w/o sequences`) are an error, not dropped.
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def run(main, own: flags.FlagValues, doc: str, beam_options: bool = False, uses_
       if unknown:
         raise UserError(f"unknown flags {' '.join(unknown)}: neither this tool's (see {tool} --help) "
                         "nor Beam pipeline options")
+    elif argv[1:]:
+      raise UserError(f"unexpected arguments {' '.join(argv[1:])}: this tool takes flags only (a value "
+                      "with spaces needs quotes)")
     main(argv)
   except USER_ERRORS as e:
     if own.verbose:

@@ -59,6 +59,18 @@ def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
   assert capsys.readouterr().err.startswith("hemix-tool: error: Unknown command line flag 'bogus'")
 
 
+def test_a_stray_argument_is_an_error_not_dropped(monkeypatch, capsys):
+  """`--models=DNN w/o sequences,DNN` unquoted is three words: absl stops at the first non-flag and the
+  tool ran DNN alone with exit 0; the rest must fail in one line, for a Beam tool too."""
+  ran = []
+  for beam_options in (False, True):
+    assert _run_tool(monkeypatch, ran.append, "--output_dir=DNN", "w/o", "sequences,DNN",
+                     beam_options=beam_options) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "w/o sequences,DNN" in err, err
+  assert not ran
+
+
 def test_verbose_shows_the_traceback(monkeypatch):
   def main(argv):
     raise FileNotFoundError("missing")
