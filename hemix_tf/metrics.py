@@ -1,4 +1,5 @@
-"""Offline ranking metrics: AUC, LogLoss, user-level GAUC, and HeMix's Rela.Imp (Eq. 25)."""
+"""Offline ranking metrics: AUC, LogLoss, user-level GAUC and its complement the between-user AUC, and
+HeMix's Rela.Imp (Eq. 25)."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,6 +46,16 @@ def group_auc(labels: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -
     return None
   aucs = (rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2) / (n_pos[both] * n_neg[both])
   return float(np.sum(aucs * size[both]) / np.sum(size[both]))
+
+
+def between_group_auc(labels: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> float | None:
+  """The AUC of every example scored by its group's mean logit: how well the groups (users) are ranked
+  against each other, whatever the order within each. With GAUC (the order within each group) it splits
+  an AUC into its two parts. None when only one class is present."""
+  p = np.clip(np.asarray(predictions, dtype=np.float64).reshape(-1), 1e-7, 1 - 1e-7)
+  _, group = np.unique(np.asarray(groups).reshape(-1), return_inverse=True)
+  mean_logit = np.bincount(group, weights=np.log(p / (1 - p))) / np.bincount(group)
+  return auc(np.asarray(labels).reshape(-1), mean_logit[group])
 
 
 def rela_imp(auc_model: float, auc_base: float) -> float:

@@ -22,7 +22,7 @@ from hemix_tf.data.examples import make_dataset
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.preprocessing import TransformGraph
 from hemix_tf.distribute import is_chief, strategy_for, write_dir
-from hemix_tf.metrics import auc, group_auc, logloss
+from hemix_tf.metrics import auc, between_group_auc, group_auc, logloss
 from hemix_tf.model.accounting import forward_flops, parameter_counts
 from hemix_tf.version import code_version
 from hemix_tf.model.config import preset
@@ -88,12 +88,22 @@ class ProgressLogger(keras.callbacks.Callback):
     self.last_step, self.last_time = step, now
 
 
+def _ranking(y: np.ndarray, p: np.ndarray, group: np.ndarray | None) -> dict:
+  """AUC, mean label / prediction and example count of some examples; with their groups (users) also
+  the GAUC (the order within each user) and the between-user AUC (the users' order)."""
+  out = {"auc": auc(y, p), "mean_label": float(y.mean()), "mean_prediction": float(p.mean()),
+         "examples": int(len(y))}
+  if group is not None:
+    out.update(gauc=group_auc(y, p, group), between_auc=between_group_auc(y, p, group))
+  return out
+
+
 def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None,
              slice_key: str | None = None) -> dict:
   """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset; with
-  `group_key` (a feature holding e.g. the raw user id) also the GAUC; with `slice_key` (a feature of a few
-  values, e.g. whether the user was seen in train) the AUC, mean label / prediction and example count per
-  value of it, under "slices"."""
+  `group_key` (a feature holding e.g. the raw user id) also the GAUC and the between-user AUC
+  (`metrics.between_group_auc`); with `slice_key` (a feature of a few values, e.g. whether the user was
+  seen in train) the same but the LogLoss per value of it, under "slices"."""
   labels, preds, oracle, groups, slices = {t: [] for t in tasks}, {t: [] for t in tasks}, [], [], []
   for features in dataset:
     out = model(features, training=False)
@@ -106,18 +116,15 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
       groups.append(features[group_key].numpy())
     if slice_key:
       slices.append(features[slice_key].numpy())
+  group = np.concatenate(groups) if group_key else None
+  values = np.concatenate(slices) if slice_key else None
   metrics = {}
   for t in tasks:
     y, p = np.concatenate(labels[t]), np.concatenate(preds[t]).astype(np.float64)
-    metrics[t] = {"auc": auc(y, p), "logloss": logloss(y, p), "mean_label": float(y.mean()),
-                  "mean_prediction": float(p.mean()), "examples": int(len(y))}
-    if group_key:
-      metrics[t]["gauc"] = group_auc(y, p, np.concatenate(groups))
+    metrics[t] = {**_ranking(y, p, group), "logloss": logloss(y, p)}
     if slice_key:
-      values = np.concatenate(slices)
-      metrics[t]["slices"] = {str(v.decode() if isinstance(v, bytes) else v): {
-          "auc": auc(y[values == v], p[values == v]), "mean_label": float(y[values == v].mean()),
-          "mean_prediction": float(p[values == v].mean()), "examples": int((values == v).sum())}
+      metrics[t]["slices"] = {str(v.decode() if isinstance(v, bytes) else v): _ranking(
+          y[values == v], p[values == v], None if group is None else group[values == v])
           for v in np.unique(values)}
   if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
     metrics["click"]["oracle_auc"] = auc(np.concatenate(labels["click"]), np.concatenate(oracle))

@@ -49,7 +49,7 @@ def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_b
     sys.path.remove(str(REPO / "benchmarks"))
 
   def run(aucs):
-    slices = {"warm": {"auc": 0.8}, "cold": {"auc": 0.7}}
+    slices = {"warm": {"auc": 0.8, "gauc": 0.75, "between_auc": 0.7}, "cold": {"auc": 0.7, "gauc": 0.7, "between_auc": 0.6}}
     return {"curve": [{"train_loss": 0.5, "metrics": {"click": {"auc": a, "slices": slices}}} for a in aucs],
             "metrics": {"click": {"auc": aucs[-1], "slices": slices}}}
 
@@ -57,3 +57,4 @@ def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_b
   assert row["click_auc_values"] == [0.73, 0.74] and abs(row["click_auc_mean"] - 0.735) < 1e-9
   assert row["per_epoch_mean"] == [0.755, 0.745, 0.735] and abs(row["best_epoch_minus_last"] - 0.02) < 1e-9
   assert row["click_auc_by_users"] == {"warm": 0.8, "cold": 0.7}
+  assert row["click_between_user_auc_by_users"] == {"warm": 0.7, "cold": 0.6}

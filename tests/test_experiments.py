@@ -11,7 +11,7 @@ from hemix_tf.data.examples import read_timestamps
 from hemix_tf.experiments import harness
 from hemix_tf.experiments.harness import ExperimentConfig, run_grid
 from hemix_tf.experiments.report import grid_report, scaling_figure
-from hemix_tf.metrics import group_auc, rela_imp
+from hemix_tf.metrics import between_group_auc, group_auc, rela_imp
 from sklearn.metrics import roc_auc_score
 
 
@@ -40,6 +40,22 @@ def test_group_auc_is_the_mean_of_each_users_roc_auc_score_ties_included():
       total += roc_auc_score(y, p) * len(y)
       weight += len(y)
   assert group_auc(labels, preds, groups) == pytest.approx(total / weight, abs=1e-12)
+
+
+def test_between_user_auc_ranks_the_users_and_gauc_the_items_within_each():
+  """Two users, one lenient (3 of 4 clicked), one harsh (1 of 4). A model that orders each user's items
+  perfectly but scores both users alike: GAUC 1, between-user AUC 0.5. One that scores the lenient user
+  higher but orders the items at random within each: between-user AUC above 0.5 (its AUC = the users'
+  order alone), GAUC below 1."""
+  users = np.array(["a"] * 4 + ["b"] * 4)
+  labels = np.array([1, 1, 1, 0, 1, 0, 0, 0])
+  items_only = np.array([0.8, 0.6, 0.3, 0.2, 0.8, 0.6, 0.3, 0.2])  # the same scores for each user
+  assert group_auc(labels, items_only, users) == 1.0
+  assert between_group_auc(labels, items_only, users) == 0.5  # both users' mean logits tie
+  users_only = np.array([0.7, 0.6, 0.8, 0.9, 0.3, 0.4, 0.2, 0.1])
+  assert group_auc(labels, users_only, users) < 1.0
+  assert between_group_auc(labels, users_only, users) == pytest.approx(roc_auc_score(labels, [1] * 4 + [0] * 4))
+  assert between_group_auc(np.ones(4), np.full(4, 0.5), users[:4]) is None
 
 
 # Runs of 3 steps test the harness, not the step: uncompiled, they skip XLA's compile time (the
@@ -252,6 +268,7 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   slices = run["metrics"]["click"]["slices"]
   assert set(slices) <= {"warm", "cold"} and sum(s["examples"] for s in slices.values()) == \
       run["metrics"]["click"]["examples"]
+  assert all({"gauc", "between_auc"} <= set(s) for s in slices.values())  # the AUC's two parts per slice
   norms = run["curve"][-1]["embedding_norms"]
   assert set(norms) >= {"item_id", "user_id", "time_gap"} and all(n["last"] >= 0 for n in norms.values())
 
