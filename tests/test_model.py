@@ -442,6 +442,19 @@ def test_flatten_pooling_reads_every_token(batch):
     assert heads.hidden[0].kernel.shape[0] == (SMALL.d_t if pooling == "mean" else SMALL.num_tokens * SMALL.d_t)
 
 
+def test_heads_read_the_embeddings_beside_the_mean_token(batch):
+  """heads_read_embeddings: Eq. 22 on [o, E_{U,I,C}], so a prediction moves with E_{U,I,C} even when
+  the tokens are held fixed; the paper's heads read o alone."""
+  model = hemix(FC, dataclasses.replace(SMALL, heads_read_embeddings=True))
+  model(batch)
+  e_uic = model.embedding.non_sequential(batch)
+  assert model.heads["click"].hidden[0].kernel.shape[0] == SMALL.d_t + e_uic.shape[-1]
+  t = model.tokens(batch)
+  np.testing.assert_allclose(model._predict(t, e_uic)["click"].numpy(), model(batch)["click"].numpy(), rtol=1e-5)
+  moved = model._predict(t, e_uic + 1.0)["click"].numpy()
+  assert np.abs(moved - model(batch)["click"].numpy()).max() > 1e-4
+
+
 def test_embedding_tables_start_different(batch):
   """Every table draws its own initial values (a shared unseeded Keras initializer repeats them)."""
   model = hemix(FC, dataclasses.replace(SMALL, embedding_init_stddev=0.25))

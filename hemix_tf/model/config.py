@@ -112,6 +112,9 @@ class HeMixConfig(InputConfig):
   # Section 3.5 mean-pools T_L to o [B, d_T]; "flatten": o = the concatenated tokens [B, N * d_T], so the
   # heads read every token on its own (at a small d_T the mean is a d_T-wide bottleneck for N tokens).
   pooling: str = "mean"
+  # True: the heads read [o, E_{U,I,C}] instead of o (Eq. 22's input widened by d_NS): the user and item
+  # embeddings reach the prediction without passing the tokens (a wide path, as Wide & Deep's).
+  heads_read_embeddings: bool = False
   # Ablations (Figure 3).
   use_fixed_queries: bool = True
   use_mixed_queries: bool = True  # False: sequence tokens by AutoSplit of the mean-pooled sequence

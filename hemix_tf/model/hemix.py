@@ -4,7 +4,8 @@
   T_NS = NSTokenizer(E) [B, N_NS, d_T]  (Eq. 2), split 4:1 into T_NS^G, T_NS^R
   O^G = QMIE([T_NS^G, Q^G], G), O^R = QMIE([T_NS^R, Q^R], R)   (Eqs. 3-9)
   T = [O^G, O^R, T_NS] [B, N, d_T]  (Eq. 10)
-  T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T] (or flattened);  ŷ_task = σ(f_task(o))  (Eq. 22)
+  T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T] (or flattened);  ŷ_task = σ(f_task(o))  (Eq. 22),
+  or σ(f_task([o, E_{U,I,C}])) with `heads_read_embeddings`
 """
 from __future__ import annotations
 
@@ -98,8 +99,9 @@ class HeMix(RankingModel):
     fields, sequences = self.embedding(features)
     return fields, sequences, search_masks(self.feature_config, self.searched, features)
 
-  def _token_groups(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
-    """The lookups -> the parts of Eq. 10, computed in the dtype of `config.precision`."""
+  def _token_groups(self, fields: list, sequence_lookups: dict, search: dict) -> tuple[dict, tf.Tensor]:
+    """The lookups -> the parts of Eq. 10 and E_{U,I,C} [B, d_NS], computed in the dtype of
+    `config.precision`."""
     e_uic = tf.concat(fields, axis=-1)
     sequences = {s: (events(parts, mask), mask) for s, (parts, mask) in sequence_lookups.items()}
     e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
@@ -107,12 +109,12 @@ class HeMix(RankingModel):
     dynamic = self._dynamic_queries(t_ns)
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
-    return {**groups, "ns": t_ns}
+    return {**groups, "ns": t_ns}, e_uic
 
   def token_groups(self, features: dict) -> dict:
     """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
     parts of Eq. 10 (an ablated sequence is absent)."""
-    return self._token_groups(*self.lookups(features))
+    return self._token_groups(*self.lookups(features))[0]
 
   def tokens(self, features: dict) -> tf.Tensor:
     """T = [T_S, T_NS] (Eq. 10): [B, N, d_T]."""
@@ -133,8 +135,12 @@ class HeMix(RankingModel):
       return tf.reduce_mean(t_l, axis=1)
     return tf.reshape(t_l, [-1, self.config.num_tokens * self.config.d_t])
 
-  def _predict(self, t: tf.Tensor) -> dict:
+  def _predict(self, t: tf.Tensor, e_uic: tf.Tensor) -> dict:
+    """T [B, N, d_T] and E_{U,I,C} [B, d_NS] -> {task: probability [B]}: Eq. 22 on o, or on [o, E_{U,I,C}]
+    with `config.heads_read_embeddings`."""
     pooled = self.pool(self.mixed(t)[-1] if self.blocks else t)
+    if self.config.heads_read_embeddings:
+      pooled = tf.concat([pooled, tf.cast(e_uic, pooled.dtype)], axis=-1)
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def interaction(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
@@ -144,7 +150,8 @@ class HeMix(RankingModel):
     cost ~40 ms of every paper-small step, docs/BENCHMARKS.md)."""
     sequence_lookups = {s: (parts, tf.stop_gradient(mask)) for s, (parts, mask) in sequence_lookups.items()}
     search = {s: tf.stop_gradient(mask) for s, mask in search.items()}
-    return self._predict(tf.concat(list(self._token_groups(fields, sequence_lookups, search).values()), axis=1))
+    groups, e_uic = self._token_groups(fields, sequence_lookups, search)
+    return self._predict(tf.concat(list(groups.values()), axis=1), e_uic)
 
   def call(self, features: dict, training=None) -> dict:
     # Compiled in the training step only: evaluation and FLOP counting trace the plain graph (every new
@@ -176,7 +183,8 @@ class HeMix(RankingModel):
       return self._score_candidates(candidate_features, user_states, candidates_per_user)
 
   def _score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
-    t_ns = self.ns_tokenizer(self.embedding.non_sequential(candidate_features))  # [U·M, N_NS, d_T]
+    e_uic = self.embedding.non_sequential(candidate_features)  # [U·M, d_NS]
+    t_ns = self.ns_tokenizer(e_uic)  # [U·M, N_NS, d_T]
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
@@ -187,5 +195,5 @@ class HeMix(RankingModel):
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]
     t = tf.concat(seq_tokens + [t_ns], axis=-2)
-    scores = self._predict(tf.reshape(t, [-1, self.config.num_tokens, self.config.d_t]))
+    scores = self._predict(tf.reshape(t, [-1, self.config.num_tokens, self.config.d_t]), e_uic)
     return {task: tf.reshape(p, [-1, candidates_per_user]) for task, p in scores.items()}
