@@ -265,11 +265,12 @@ PRESETS = {
 # validation split and 0.005 below them on MovieLens' (findings 27, 29). The embeddings start as every
 # baseline's (Keras' uniform ±0.05): with the searches, N(0, 0.25²) no longer helps (finding 19). A fifth
 # of the training examples read their user as out of vocabulary, as every cold user is read (finding 26;
-# the baselines share it: experiments/suites.py).
+# the baselines share it: experiments/suites.py). The heads read E_{U,I,C} beside the mean token, as the
+# baselines' MLPs read it: the users' level reaches the prediction (finding 35).
 PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
                                            event_norm=True,
                                            global_search=True, realtime_search=True, embedding_init_stddev=None,
-                                           oov_dropout=0.2)
+                                           oov_dropout=0.2, heads_read_embeddings=True)
 
 
 MODEL_CONFIGS = {c.__name__: c for c in (HeMixConfig, BaselineConfig, HyFormerConfig, MixFormerConfig)}
