@@ -42,9 +42,11 @@ MAX_DECAY = 0.005  # best epoch minus the last, at most
 def model_row(runs: list[dict]) -> dict:
   curves = np.array([[c["metrics"]["click"]["auc"] for c in r["curve"]] for r in runs])
   per_epoch = curves.mean(axis=0)
-  def by_users(metric: str) -> dict:  # the seeds' mean of a metric per slice (warm / cold users)
-    return {name: float(np.mean([r["metrics"]["click"]["slices"][name].get(metric, np.nan) for r in runs]))
-            for name in runs[0]["metrics"]["click"]["slices"]}
+  def by_users(metric: str) -> dict:  # the seeds' mean of a metric per slice (warm / cold users); None
+    # where a run lacks it (stored before the metric existed)
+    values = {name: [r["metrics"]["click"]["slices"][name].get(metric) for r in runs]
+              for name in runs[0]["metrics"]["click"]["slices"]}
+    return {name: None if None in v else float(np.mean(v)) for name, v in values.items()}
   return {"click_auc_mean": float(curves[:, -1].mean()), "click_auc_std": float(curves[:, -1].std(ddof=1)),
           "click_auc_values": curves[:, -1].round(4).tolist(), "per_epoch_mean": per_epoch.round(4).tolist(),
           "best_epoch_minus_last": float(per_epoch.max() - per_epoch[-1]), "click_auc_by_users": by_users("auc"),

@@ -58,3 +58,6 @@ def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_b
   assert row["per_epoch_mean"] == [0.755, 0.745, 0.735] and abs(row["best_epoch_minus_last"] - 0.02) < 1e-9
   assert row["click_auc_by_users"] == {"warm": 0.8, "cold": 0.7}
   assert row["click_between_user_auc_by_users"] == {"warm": 0.7, "cold": 0.6}
+  stored_before = run([0.75, 0.74, 0.73])  # a run stored before the between-user AUC existed: None, not NaN
+  del stored_before["metrics"]["click"]["slices"]["warm"]["between_auc"]
+  assert model_row([stored_before])["click_between_user_auc_by_users"]["warm"] is None
