@@ -133,7 +133,7 @@ SUITES: dict[str, dict[str, InputConfig]] = {
         "default with heads reading o alone (mean read-out and post-LN)": dataclasses.replace(
             HEMIX, heads_read_embeddings=False),
         # The heads read E_{U,I,C} beside o, as the baselines' MLPs do (finding 35): the default since session 25.
-        "default (heads read o and E_{U,I,C})": HEMIX,
+        "default (heads read o and the embeddings)": HEMIX,
         # The sink's weight on the searched events grows with the log of their count, as the click logit
         # grows with the log of the interest (the synthetic generator's w_interest term).
         "fixes + flatten + pre-LN + SIM hard search + real-time search + sink attention": dataclasses.replace(
@@ -165,4 +165,4 @@ REFERENCE = {"table2": "DLRM", "table3": "HeMix", "table4": "HeteroMixer",  # Re
              "hyformer": "LONGER+RankMixer", "scaling": f"RankMixer d={SCALES[0]}", "ablation": "paper"}
 PROPOSED = {"table2": "HeMix", "table3": "HeMix", "table4": "HeteroMixer",  # t-tested against the best other
             "hyformer": "HyFormer (LONGER enc.)", "scaling": f"HeMix d_T={SCALES[-1]}",
-            "ablation": "default (heads read o and E_{U,I,C})"}
+            "ablation": "default (heads read o and the embeddings)"}
