@@ -430,7 +430,7 @@ def test_flatten_pooling_reads_every_token(batch):
   """pooling="flatten": the heads read [B, N * d_T], so swapping two tokens of T_L changes the prediction;
   the paper's mean pooling is invariant to it."""
   for pooling, invariant in (("mean", True), ("flatten", False)):  # the heads read o alone
-    model = hemix(FC, dataclasses.replace(SMALL, pooling=pooling, heads_read_embeddings=False))
+    model = hemix(FC, dataclasses.replace(SMALL, pooling=pooling, heads_read=()))
     model(batch)
     t = model.tokens(batch)
     t_l = model.mixed(t)[-1]
@@ -442,17 +442,27 @@ def test_flatten_pooling_reads_every_token(batch):
     assert heads.hidden[0].kernel.shape[0] == (SMALL.d_t if pooling == "mean" else SMALL.num_tokens * SMALL.d_t)
 
 
-def test_heads_read_the_embeddings_beside_the_mean_token(batch):
-  """heads_read_embeddings: Eq. 22 on [o, E_{U,I,C}], so a prediction moves with E_{U,I,C} even when
-  the tokens are held fixed; the paper's heads read o alone."""
-  model = hemix(FC, dataclasses.replace(SMALL, heads_read_embeddings=True))
+@pytest.mark.parametrize("groups", [("user",), ("user", "item", "context")])
+def test_heads_read_the_embeddings_of_their_groups_beside_the_mean_token(batch, groups):
+  """heads_read: Eq. 22 on [o, E_G], so a prediction moves with the embeddings of the groups G even when
+  the tokens are held fixed, and not with another group's; the paper's heads read o alone."""
+  model = hemix(FC, dataclasses.replace(SMALL, heads_read=groups))
   model(batch)
-  e_uic = model.embedding.non_sequential(batch)
-  assert model.heads["click"].hidden[0].kernel.shape[0] == SMALL.d_t + e_uic.shape[-1]
-  t = model.tokens(batch)
-  np.testing.assert_allclose(model._predict(t, e_uic)["click"].numpy(), model(batch)["click"].numpy(), rtol=1e-5)
-  moved = model._predict(t, e_uic + 1.0)["click"].numpy()
-  assert np.abs(moved - model(batch)["click"].numpy()).max() > 1e-4
+  fields = model.embedding.fields(batch)
+  read = [f.group.value in groups for f in FC.features]
+  width = sum(x.shape[-1] for x, r in zip(fields, read) if r)
+  assert model.heads["click"].hidden[0].kernel.shape[0] == SMALL.d_t + width
+  t, expected = model.tokens(batch), model(batch)["click"].numpy()
+  np.testing.assert_allclose(model._predict(t, model._head_fields(fields))["click"].numpy(), expected, rtol=1e-5)
+  for i, f in enumerate(FC.features):
+    shifted = fields[:i] + [fields[i] + 1.0] + fields[i + 1:]
+    moved = np.abs(model._predict(t, model._head_fields(shifted))["click"].numpy() - expected).max()
+    assert (moved > 1e-4) == read[i], f.name
+
+
+def test_heads_read_only_feature_groups():
+  with pytest.raises(ValueError, match="feature groups"):
+    dataclasses.replace(SMALL, heads_read=("users",))
 
 
 def test_embedding_tables_start_different(batch):

@@ -80,8 +80,8 @@ def test_score_candidates_equals_per_example_scores(search, signatures):
 
 @pytest.mark.parametrize("options", [{}, {"attention_normalization": "sink"},
                                      {"attention_normalization": "sigmoid", "event_norm": True},
-                                     {"heads_read_embeddings": True}],
-                         ids=["paper", "sink", "sigmoid_event_norm", "heads_read_embeddings"])
+                                     {"heads_read": ("user", "item")}],
+                         ids=["paper", "sink", "sigmoid_event_norm", "heads_read"])
 def test_score_candidates_equals_per_example_scores_when_the_joined_path_reads_the_events(options):
   """Without QK-norm the joined examples' attention reads the events, (q W_K^T) E^T and (Att E) W_V, where
   score_candidates keeps each user's K̃, Ṽ for its candidates: the two orders give the same scores."""

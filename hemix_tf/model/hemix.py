@@ -5,7 +5,7 @@
   O^G = QMIE([T_NS^G, Q^G], G), O^R = QMIE([T_NS^R, Q^R], R)   (Eqs. 3-9)
   T = [O^G, O^R, T_NS] [B, N, d_T]  (Eq. 10)
   T_L = blocks(T)  (Eqs. 11-21);  o = mean_n T_L  [B, d_T] (or flattened);  ŷ_task = σ(f_task(o))  (Eq. 22),
-  or σ(f_task([o, E_{U,I,C}])) with `heads_read_embeddings`
+  or σ(f_task([o, E_G])) with the embeddings of the feature groups G = `heads_read` (e.g. the user's)
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from hemix_tf.data.examples import SEQUENCES
-from hemix_tf.data.feature_config import FeatureConfig
+from hemix_tf.data.feature_config import FeatureConfig, FeatureGroup
 from hemix_tf.model.config import HeMixConfig, Interaction
 from hemix_tf.model.embedding import FeatureEmbedding, events
 from hemix_tf.model.mixer import HeteroMixerBlock, RankMixerBlock, TransformerBlock
@@ -99,17 +99,23 @@ class HeMix(RankingModel):
     fields, sequences = self.embedding(features)
     return fields, sequences, search_masks(self.feature_config, self.searched, features)
 
-  def _token_groups(self, fields: list, sequence_lookups: dict, search: dict) -> tuple[dict, tf.Tensor]:
-    """The lookups -> the parts of Eq. 10 and E_{U,I,C} [B, d_NS], computed in the dtype of
-    `config.precision`."""
+  def _head_fields(self, fields: list) -> list:
+    """The fields of E_{U,I,C} (`FeatureEmbedding.fields`) of the groups the heads read beside o."""
+    groups = {FeatureGroup(g) for g in self.config.heads_read}
+    return [x for f, x in zip(self.feature_config.features, fields) if f.group in groups]
+
+  def _token_groups(self, fields: list, sequence_lookups: dict, search: dict) -> tuple[dict, list]:
+    """The lookups -> the parts of Eq. 10 and the fields the heads read beside o (`_head_fields`),
+    computed in the dtype of `config.precision`."""
     e_uic = tf.concat(fields, axis=-1)
     sequences = {s: (events(parts, mask), mask) for s, (parts, mask) in sequence_lookups.items()}
-    e_uic, sequences, search = cast_floats((e_uic, sequences, search), compute_dtype(self.config.precision))
+    e_uic, sequences, search, beside = cast_floats((e_uic, sequences, search, self._head_fields(fields)),
+                                                   compute_dtype(self.config.precision))
     t_ns = self.ns_tokenizer(e_uic)
     dynamic = self._dynamic_queries(t_ns)
     groups = {s: self.extractors[s]([dynamic[s], *sequences[s]], search=search.get(s))
               for s in SEQUENCES if s in self.extractors}
-    return {**groups, "ns": t_ns}, e_uic
+    return {**groups, "ns": t_ns}, beside
 
   def token_groups(self, features: dict) -> dict:
     """{"global": O^G [B, n_G, d_T], "realtime": O^R [B, n_R, d_T], "ns": T_NS [B, N_NS, d_T]}, the
@@ -135,12 +141,11 @@ class HeMix(RankingModel):
       return tf.reduce_mean(t_l, axis=1)
     return tf.reshape(t_l, [-1, self.config.num_tokens * self.config.d_t])
 
-  def _predict(self, t: tf.Tensor, e_uic: tf.Tensor) -> dict:
-    """T [B, N, d_T] and E_{U,I,C} [B, d_NS] -> {task: probability [B]}: Eq. 22 on o, or on [o, E_{U,I,C}]
-    with `config.heads_read_embeddings`."""
+  def _predict(self, t: tf.Tensor, beside: list) -> dict:
+    """T [B, N, d_T] and the fields the heads read beside o (`_head_fields`, each [B, width]) ->
+    {task: probability [B]}: Eq. 22 on [o, E_G] (on o alone when `beside` is empty, the paper's)."""
     pooled = self.pool(self.mixed(t)[-1] if self.blocks else t)
-    if self.config.heads_read_embeddings:
-      pooled = tf.concat([pooled, tf.cast(e_uic, pooled.dtype)], axis=-1)
+    pooled = tf.concat([pooled, *[tf.cast(x, pooled.dtype) for x in beside]], axis=-1)
     return {task: head(pooled) for task, head in self.heads.items()}
 
   def interaction(self, fields: list, sequence_lookups: dict, search: dict) -> dict:
@@ -150,8 +155,8 @@ class HeMix(RankingModel):
     cost ~40 ms of every paper-small step, docs/BENCHMARKS.md)."""
     sequence_lookups = {s: (parts, tf.stop_gradient(mask)) for s, (parts, mask) in sequence_lookups.items()}
     search = {s: tf.stop_gradient(mask) for s, mask in search.items()}
-    groups, e_uic = self._token_groups(fields, sequence_lookups, search)
-    return self._predict(tf.concat(list(groups.values()), axis=1), e_uic)
+    groups, beside = self._token_groups(fields, sequence_lookups, search)
+    return self._predict(tf.concat(list(groups.values()), axis=1), beside)
 
   def call(self, features: dict, training=None) -> dict:
     # Compiled in the training step only: evaluation and FLOP counting trace the plain graph (every new
@@ -183,8 +188,8 @@ class HeMix(RankingModel):
       return self._score_candidates(candidate_features, user_states, candidates_per_user)
 
   def _score_candidates(self, candidate_features: dict, user_states: dict, candidates_per_user) -> dict:
-    e_uic = self.embedding.non_sequential(candidate_features)  # [U·M, d_NS]
-    t_ns = self.ns_tokenizer(e_uic)  # [U·M, N_NS, d_T]
+    fields = self.embedding.fields(candidate_features)
+    t_ns = self.ns_tokenizer(tf.concat(fields, axis=-1))  # [U·M, N_NS, d_T]
     t_ns = tf.reshape(t_ns, [-1, candidates_per_user, self.config.n_ns, self.config.d_t])  # [U, M, ...]
     dynamic = self._dynamic_queries(t_ns)
     search = {}
@@ -195,5 +200,5 @@ class HeMix(RankingModel):
     seq_tokens = [self.extractors[s].extract(dynamic[s], user_states[s], search.get(s)) for s in SEQUENCES
                   if s in self.extractors]
     t = tf.concat(seq_tokens + [t_ns], axis=-2)
-    scores = self._predict(tf.reshape(t, [-1, self.config.num_tokens, self.config.d_t]), e_uic)
+    scores = self._predict(tf.reshape(t, [-1, self.config.num_tokens, self.config.d_t]), self._head_fields(fields))
     return {task: tf.reshape(p, [-1, candidates_per_user]) for task, p in scores.items()}
