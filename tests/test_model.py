@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from hemix_tf.data.feature_config import load_feature_config
 from hemix_tf.data.padding import pad_lists
 from hemix_tf.model.accounting import eq24_params, forward_flops, parameter_counts
-from hemix_tf.model.config import Interaction, preset
+from hemix_tf.model.config import Interaction, model_config_from_dict, model_config_to_dict, preset
 from hemix_tf.model.export import export_saved_model, serving_function
 from hemix_tf.model.hemix import HeMix
 from hemix_tf.model.mixer import HeteroMixerBlock, HeteroMixing, PerTokenFFN, fuse, reconstruct
@@ -463,6 +463,14 @@ def test_heads_read_the_embeddings_of_their_groups_beside_the_mean_token(batch, 
 def test_heads_read_only_feature_groups():
   with pytest.raises(ValueError, match="feature groups"):
     dataclasses.replace(SMALL, heads_read=("users",))
+
+
+def test_a_config_saved_with_the_heads_reading_every_embedding_loads():
+  """Models saved in the twenty-fifth session stored `heads_read_embeddings: true`: every group's embeddings."""
+  saved = {k: v for k, v in model_config_to_dict(SMALL).items() if k != "heads_read"}
+  assert model_config_from_dict({**saved, "heads_read_embeddings": True}).heads_read == ("user", "item", "context")
+  assert model_config_from_dict({**saved, "heads_read_embeddings": False}).heads_read == ()
+  assert model_config_from_dict(model_config_to_dict(SMALL)) == SMALL
 
 
 def test_embedding_tables_start_different(batch):

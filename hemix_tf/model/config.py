@@ -269,13 +269,13 @@ PRESETS = {
 # validation split and 0.005 below them on MovieLens' (findings 27, 29). The embeddings start as every
 # baseline's (Keras' uniform ±0.05): with the searches, N(0, 0.25²) no longer helps (finding 19). A fifth
 # of the training examples read their user as out of vocabulary, as every cold user is read (finding 26;
-# the baselines share it: experiments/suites.py). The heads read the user's embeddings E_U beside the mean
-# token: the users' level reaches the prediction as it reaches the baselines' MLPs (finding 35); with the
-# item's too they cost on Amazon, whose eval items are mostly new (finding 37).
+# the baselines share it: experiments/suites.py). The heads read E_{U,I,C} beside the mean token, as the
+# baselines' MLPs read it: the users' level reaches the prediction (finding 35; on Amazon, whose eval items
+# are mostly new, the user's embeddings alone do better: finding 37).
 PRESETS["cpu-small"] = dataclasses.replace(PRESETS["paper"], attention_normalization="sigmoid", qk_norm=True,
                                            event_norm=True,
                                            global_search=True, realtime_search=True, embedding_init_stddev=None,
-                                           oov_dropout=0.2, heads_read=("user",))
+                                           oov_dropout=0.2, heads_read=("user", "item", "context"))
 
 
 MODEL_CONFIGS = {c.__name__: c for c in (HeMixConfig, BaselineConfig, HyFormerConfig, MixFormerConfig)}
@@ -294,6 +294,8 @@ def model_config_from_dict(raw: dict) -> InputConfig:
   kind = raw.pop("type")
   if kind not in MODEL_CONFIGS:
     raise ValueError(f"unknown model config type '{kind}'; expected one of {sorted(MODEL_CONFIGS)}")
+  if raw.pop("heads_read_embeddings", False):  # a model saved before `heads_read`: every group's embeddings
+    raw["heads_read"] = [g.value for g in FeatureGroup]
   return MODEL_CONFIGS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
