@@ -240,6 +240,20 @@ def test_a_run_stored_before_an_option_existed_still_matches_its_default():
   assert _matches(stored, PAPER)
   assert not _matches(stored, dataclasses.replace(PAPER, pooling="flatten"))
   assert not _matches({**stored, "d_t": 64}, PAPER)
+  assert not _matches({**stored, "no_such_option": 1}, PAPER)
+
+
+def test_a_run_stored_with_a_renamed_option_is_a_run_of_the_model_it_trained():
+  """A grid stored before `heads_read` replaced `heads_read_embeddings` stopped with "run with another
+  config" on resume, for the very model the suite names today."""
+  from hemix_tf.experiments.harness import _as_json, _matches
+  from hemix_tf.data.feature_config import FeatureGroup
+  from hemix_tf.model.config import preset
+  default = preset("cpu-small")
+  stored = {k: v for k, v in _as_json(default).items() if k != "heads_read"}
+  assert _matches({**stored, "heads_read_embeddings": True}, default)
+  assert not _matches({**stored, "heads_read_embeddings": False}, default)
+  assert default.heads_read == tuple(g.value for g in FeatureGroup)
 
 
 def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepared, tmp_path):

@@ -44,7 +44,7 @@ from hemix_tf.experiments.report import grid_report, oracle_auc
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
 from hemix_tf.metrics import rela_imp
 from hemix_tf.model.accounting import forward_flops, parameter_counts
-from hemix_tf.model.config import parse_overrides, replace_fields
+from hemix_tf.model.config import model_config_from_dict, parse_overrides, replace_fields
 from hemix_tf.data.preprocessing import AnalyzedPreprocessor
 from hemix_tf.model.training import (FailOnNonFiniteLoss, build_and_compile, hashing_preprocessor, with_labels,
                                      with_oov_dropout)
@@ -303,9 +303,15 @@ def _as_json(config) -> dict:
 
 
 def _matches(stored: dict, config) -> bool:
-  """Whether a run stored with config `stored` is a run of `config`. A field added to the config class
-  after the run is read at its default: a new option's default keeps the old behaviour."""
-  return {**_as_json(type(config)()), **stored} == _as_json(config)
+  """Whether a run stored with config `stored` is a run of `config`. The stored config is read as a saved
+  model's is (model_config_from_dict): a field added to the config class after the run is read at its
+  default (a new option's default keeps the old behaviour), a renamed option as its new name; a field the
+  class no longer has, or a value it no longer accepts, is another config."""
+  try:
+    then = model_config_from_dict({"type": type(config).__name__, **stored})
+  except (TypeError, ValueError):
+    return False
+  return _as_json(then) == _as_json(config)
 
 
 def _same_run_in_another_suite(path: Path, config) -> Path | None:
