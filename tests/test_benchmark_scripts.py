@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -61,3 +63,18 @@ def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_b
   stored_before = run([0.75, 0.74, 0.73])  # a run stored before the between-user AUC existed: None, not NaN
   del stored_before["metrics"]["click"]["slices"]["warm"]["between_auc"]
   assert model_row([stored_before])["click_between_user_auc_by_users"]["warm"] is None
+
+
+def test_the_movielens_protocol_reads_hemix_against_each_model_seed_by_seed():
+  """A gap between two means over 3 seeds said nothing of the seeds' noise: the report pairs the seeds."""
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  try:
+    from movielens_fixed_protocol import paired_difference
+  finally:
+    sys.path.remove(str(REPO / "benchmarks"))
+
+  d = paired_difference([0.7594, 0.7548, 0.7578], [0.7591, 0.7576, 0.7555])
+  assert abs(d["mean"] - (0.0003 - 0.0028 + 0.0023) / 3) < 1e-5 and d["seeds_ahead"] == 2 and d["seeds"] == 3
+  assert abs(d["standard_error"] - np.std([0.0003, -0.0028, 0.0023], ddof=1) / np.sqrt(3)) < 1e-5
+  assert 0.9 < d["paired_t_p"] <= 1.0
+  assert paired_difference([0.75], [0.74])["standard_error"] is None
