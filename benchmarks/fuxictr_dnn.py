@@ -3,7 +3,8 @@
 Runs in an interpreter with FuxiCTR, not this repository's (benchmarks/public_library_parity.py calls it):
   python -m venv /tmp/fuxictr && /tmp/fuxictr/bin/pip install torch==2.13.0 fuxictr==2.3.10 polars==1.33.1
   /tmp/fuxictr/bin/python benchmarks/fuxictr_dnn.py --split_dir=DIR --seed=0 [--without_sequences]
-Prints one JSON line: the eval click AUC, mean prediction and train loss after every epoch.
+Prints one JSON line: the eval click AUC, mean prediction and train loss after every epoch; with
+`--scores_out` the last epoch's eval scores are kept too.
 
 FuxiCTR as its users run it: its FeatureProcessor builds the vocabularies from train (every value seen
 once or more; the sequences' item ids share the candidate's table), every embedding starts N(0, 1e-4),
@@ -35,6 +36,8 @@ parser.add_argument("--without_sequences", action="store_true", help="the non-se
 parser.add_argument("--hidden", default="64,64,64", help="the MLP's widths")
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--work_dir", default=None, help="FuxiCTR's built data (default: a temporary directory)")
+parser.add_argument("--scores_out", default=None,
+                    help="write the last epoch's eval labels and scores here (.npz, in its loader's order)")
 
 
 def feature_cols(roles: dict, with_sequences: bool) -> list[dict]:
@@ -106,6 +109,8 @@ def main(args) -> dict:
     y, p = np.concatenate(labels), np.concatenate(scores)
     curve.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "click_auc": float(roc_auc_score(y, p)),
                   "mean_prediction": float(p.mean()), "eval_examples": len(y)})
+  if args.scores_out:
+    np.savez(args.scores_out, labels=y.astype(np.float32), scores=p.astype(np.float32))
   return {"model": "FuxiCTR DNN" + (" w/o sequences" if args.without_sequences else ""), "seed": args.seed,
           "curve": curve}
 

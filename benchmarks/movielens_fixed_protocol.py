@@ -25,6 +25,7 @@ from absl import app, flags
 from scipy import stats
 
 from hemix_tf.experiments.harness import ExperimentConfig, prepare_examples, run_grid
+from run_summary import model_row
 
 flags.DEFINE_integer("seeds", 3, "Seeds per model.")
 flags.DEFINE_string("output_dir", "runs/experiments", "The harness's output directory.")
@@ -39,23 +40,6 @@ PUBLIC = {"FuxiCTR DIN": 0.7524, "FuxiCTR DNN": 0.7509, "public PyTorch HeMix": 
           "FuxiCTR DNN w/o sequences": 0.7253}
 TARGETS = {"HeMix": 0.7524, "DNN": 0.7509, "DNN w/o sequences": 0.7253}  # issue 38's Done-when
 MAX_DECAY = 0.005  # best epoch minus the last, at most
-
-
-def model_row(runs: list[dict]) -> dict:
-  curves = np.array([[c["metrics"]["click"]["auc"] for c in r["curve"]] for r in runs])
-  per_epoch = curves.mean(axis=0)
-  def by_users(metric: str) -> dict:  # the seeds' mean of a metric per slice (warm / cold users); None
-    # where a run lacks it (stored before the metric existed)
-    values = {name: [r["metrics"]["click"]["slices"][name].get(metric) for r in runs]
-              for name in runs[0]["metrics"]["click"]["slices"]}
-    return {name: None if None in v else float(np.mean(v)) for name, v in values.items()}
-  return {"click_auc_mean": float(curves[:, -1].mean()), "click_auc_std": float(curves[:, -1].std(ddof=1)),
-          "click_auc_values": curves[:, -1].round(4).tolist(), "per_epoch_mean": per_epoch.round(4).tolist(),
-          "best_epoch_minus_last": float(per_epoch.max() - per_epoch[-1]), "click_auc_by_users": by_users("auc"),
-          # the AUC's two parts per slice: the order within each user and the users' order
-          "click_gauc_by_users": by_users("gauc"), "click_between_user_auc_by_users": by_users("between_auc"),
-          "train_loss_per_epoch_mean": np.mean([[c["train_loss"] for c in r["curve"]] for r in runs], axis=0)
-          .round(4).tolist()}
 
 
 def paired_difference(proposed: list[float], other: list[float]) -> dict:

@@ -1,4 +1,5 @@
 """benchmarks/: every script measures the code of the checkout it lives in."""
+import json
 import os
 import pathlib
 import shutil
@@ -46,7 +47,7 @@ def test_every_benchmark_that_imports_the_product_imports_this_tree_first():
 def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_best():
   sys.path.insert(0, str(REPO / "benchmarks"))
   try:
-    from movielens_fixed_protocol import model_row
+    from run_summary import model_row
   finally:
     sys.path.remove(str(REPO / "benchmarks"))
 
@@ -78,3 +79,46 @@ def test_the_movielens_protocol_reads_hemix_against_each_model_seed_by_seed():
   assert abs(d["standard_error"] - np.std([0.0003, -0.0028, 0.0023], ddof=1) / np.sqrt(3)) < 1e-5
   assert 0.9 < d["paired_t_p"] <= 1.0
   assert paired_difference([0.75], [0.74])["standard_error"] is None
+
+
+FAKE_FUXICTR = '''import argparse, csv, json, os, sys
+import numpy as np
+parser = argparse.ArgumentParser()
+for flag in ("--split_dir", "--seed", "--scores_out"):
+  parser.add_argument(flag)
+parser.add_argument("--without_sequences", action="store_true")
+args = parser.parse_args(sys.argv[2:])  # argv[1]: the FuxiCTR script this interpreter was given
+rows = list(csv.DictReader(open(os.path.join(args.split_dir, "eval.csv"))))
+order = slice(None, None, -1) if os.environ.get("FAKE_REORDER") else slice(None)
+labels = np.array([float(r["click"]) for r in rows])[order]
+np.savez(args.scores_out, labels=labels, scores=np.array([float(r["score"]) for r in rows])[order])
+print(json.dumps({"curve": [{"click_auc": 0.7, "train_loss": 0.6}, {"click_auc": 0.71, "train_loss": 0.5}]}))
+'''
+
+
+def test_the_parity_report_splits_fuxictrs_scores_by_users_and_refuses_another_order(tmp_path):
+  """FuxiCTR's DNN was compared with this repository's by its AUC alone: where the two differ (the users'
+  order, or each user's films) took a scratch copy of its script (ARCHITECTURE finding 39)."""
+  split = tmp_path / "split"
+  split.mkdir()
+  (split / "train.csv").write_text("click,user_id\n1,1\n0,2\n")
+  rows = [(1, 1, 0.9), (0, 1, 0.1), (1, 1, 0.8), (0, 1, 0.2), (1, 3, 0.6), (0, 3, 0.4), (1, 4, 0.3), (0, 4, 0.2),
+          (0, 4, 0.1)]
+  (split / "eval.csv").write_text("click,user_id,score\n" + "".join(f"{c},{u},{s}\n" for c, u, s in rows))
+  fake = tmp_path / "python"
+  fake.write_text(f"#!{sys.executable}\n{FAKE_FUXICTR}")
+  fake.chmod(0o755)
+  code = ("import json, sys; sys.path.insert(0, 'benchmarks'); from public_library_parity import fuxictr_runs, "
+          f"summary; print(json.dumps(summary(fuxictr_runs('{fake}', __import__('pathlib').Path('{split}'), True, 2))))")
+  env = {k: v for k, v in os.environ.items() if k != "FAKE_REORDER"}
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  report = json.loads(out.stdout.strip().splitlines()[-1])
+  assert report["last_epoch"] == [0.71, 0.71] and report["per_epoch_mean"] == [0.7, 0.71]
+  assert report["click_auc_by_users"] == {"warm": 1.0, "cold": 5 / 6}
+  assert report["click_gauc_by_users"] == {"warm": 1.0, "cold": 1.0}
+  # cold users' mean logits: user 3's 0 above user 4's; pairs (tie 0.5) + 2 + 0 + (ties 1) out of 6
+  assert abs(report["click_between_user_auc_by_users"]["cold"] - 3.5 / 6) < 1e-9
+  reordered = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                             env={**env, "FAKE_REORDER": "1"})
+  assert reordered.returncode != 0 and "in another order than its rows" in reordered.stderr
