@@ -98,13 +98,19 @@ def _ranking(y: np.ndarray, p: np.ndarray, group: np.ndarray | None) -> dict:
   return out
 
 
+def _name(value) -> str:
+  return str(value.decode() if isinstance(value, bytes) else value)
+
+
 def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key: str | None = None,
-             slice_key: str | None = None) -> dict:
+             slice_key: str | None = None, within_slice_key: str | None = None) -> dict:
   """AUC, LogLoss, mean label / prediction and example count per task over the whole dataset; with
   `group_key` (a feature holding e.g. the raw user id) also the GAUC and the between-user AUC
   (`metrics.between_group_auc`); with `slice_key` (a feature of a few values, e.g. whether the user was
-  seen in train) the same but the LogLoss per value of it, under "slices"."""
-  labels, preds, oracle, groups, slices = {t: [] for t in tasks}, {t: [] for t in tasks}, [], [], []
+  seen in train) the same but the LogLoss per value of it, under "slices"; with `within_slice_key` too
+  (another such feature, e.g. whether the example has a behaviour history) each slice's examples split
+  again by its values, under the slice's "by_<within_slice_key>"."""
+  labels, preds, oracle, groups, slices, within = {t: [] for t in tasks}, {t: [] for t in tasks}, [], [], [], []
   for features in dataset:
     out = model(features, training=False)
     for t in tasks:
@@ -116,16 +122,25 @@ def evaluate(model, dataset: tf.data.Dataset, tasks: tuple[str, ...], group_key:
       groups.append(features[group_key].numpy())
     if slice_key:
       slices.append(features[slice_key].numpy())
+    if slice_key and within_slice_key:
+      within.append(features[within_slice_key].numpy())
   group = np.concatenate(groups) if group_key else None
   values = np.concatenate(slices) if slice_key else None
+  sub_values = np.concatenate(within) if within else None
   metrics = {}
   for t in tasks:
     y, p = np.concatenate(labels[t]), np.concatenate(preds[t]).astype(np.float64)
     metrics[t] = {**_ranking(y, p, group), "logloss": logloss(y, p)}
+
+    def ranked(m: np.ndarray) -> dict:  # the examples where m holds
+      return _ranking(y[m], p[m], None if group is None else group[m])
+
     if slice_key:
-      metrics[t]["slices"] = {str(v.decode() if isinstance(v, bytes) else v): _ranking(
-          y[values == v], p[values == v], None if group is None else group[values == v])
-          for v in np.unique(values)}
+      metrics[t]["slices"] = {_name(v): ranked(values == v) for v in np.unique(values)}
+      if sub_values is not None:
+        for v in np.unique(values):
+          metrics[t]["slices"][_name(v)][f"by_{within_slice_key}"] = {
+              _name(w): ranked((values == v) & (sub_values == w)) for w in np.unique(sub_values[values == v])}
   if oracle and "click" in tasks:  # synthetic data: the best achievable AUC on the same examples
     metrics["click"]["oracle_auc"] = auc(np.concatenate(labels["click"]), np.concatenate(oracle))
   return metrics

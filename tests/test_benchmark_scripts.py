@@ -64,6 +64,15 @@ def test_the_movielens_protocol_reports_the_last_epoch_and_the_decay_after_the_b
   stored_before = run([0.75, 0.74, 0.73])  # a run stored before the between-user AUC existed: None, not NaN
   del stored_before["metrics"]["click"]["slices"]["warm"]["between_auc"]
   assert model_row([stored_before])["click_between_user_auc_by_users"]["warm"] is None
+  assert model_row([stored_before])["click_by_users_and_history"] is None  # stored before the split
+  split = run([0.75, 0.74, 0.73])  # each slice split again by whether the example has a global event
+  for users, rate in (("warm", 0.5), ("cold", 0.6)):
+    split["metrics"]["click"]["slices"][users] = {**split["metrics"]["click"]["slices"][users], "by_history": {
+        "history": {"auc": 0.7, "mean_label": rate, "mean_prediction": 0.4},
+        "no history": {"auc": None, "mean_label": 1.0, "mean_prediction": 0.9}}}
+  parts = model_row([split])["click_by_users_and_history"]
+  assert parts["cold"]["history"] == {"auc": 0.7, "mean_label": 0.6, "mean_prediction": 0.4}
+  assert parts["warm"]["no history"]["auc"] is None  # one class only: no AUC, not NaN
 
 
 def test_the_movielens_protocol_reads_hemix_against_each_model_seed_by_seed():

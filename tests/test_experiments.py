@@ -283,6 +283,9 @@ def test_a_fixed_protocol_sets_epochs_sequence_lengths_and_embedding_width(prepa
   assert set(slices) <= {"warm", "cold"} and sum(s["examples"] for s in slices.values()) == \
       run["metrics"]["click"]["examples"]
   assert all({"gauc", "between_auc"} <= set(s) for s in slices.values())  # the AUC's two parts per slice
+  for s in slices.values():  # each slice split again by whether the example has a global event
+    assert set(s["by_history"]) <= {"history", "no history"}
+    assert sum(part["examples"] for part in s["by_history"].values()) == s["examples"]
   norms = run["curve"][-1]["embedding_norms"]
   assert set(norms) >= {"item_id", "user_id", "time_gap"} and all(n["last"] >= 0 for n in norms.values())
 
@@ -396,3 +399,28 @@ def test_an_exported_split_holds_the_examples_as_the_models_read_them(prepared, 
     gaps = time_gap_bucket(example["realtime_time_gap"].numpy()[:3])
     assert row["realtime_time_gap"] == "^".join(str(g) for g in gaps)
   assert any(len(example["global_item_id"]) > 5 for example in records)  # the cut was exercised
+
+
+def test_each_slice_splits_again_by_a_second_feature_into_parts_scored_alone():
+  """evaluate(within_slice_key=...) splits each slice's examples by another feature's values (e.g. the
+  cold users on their first day and those with a history): each part's figures are its examples' alone."""
+  import tensorflow as tf
+  from hemix_tf.trainer import evaluate
+  labels = np.array([1, 0, 1, 0, 1, 0, 0, 1], np.float32)
+  scores = np.array([.9, .1, .4, .6, .8, .7, .3, .2], np.float32)
+  users = np.array([b"warm"] * 4 + [b"cold"] * 4)
+  history = np.array([b"history", b"history", b"no history", b"no history"] * 2)
+  batches = tf.data.Dataset.from_tensor_slices(
+      {"click": labels, "score": scores, "users": users, "history": history}).batch(3)
+  def model(features, training):
+    return {"click": features["score"]}
+
+  click = evaluate(model, batches, ("click",), slice_key="users", within_slice_key="history")["click"]
+  cold, warm = click["slices"]["cold"], click["slices"]["warm"]
+  assert cold["auc"] == 0.5 and cold["examples"] == 4  # pairs (.8, .7) (.8, .3) right, (.2, .7) (.2, .3) wrong
+  assert {w: part["auc"] for w, part in cold["by_history"].items()} == {"history": 1.0, "no history": 0.0}
+  assert {w: part["auc"] for w, part in warm["by_history"].items()} == {"history": 1.0, "no history": 0.0}
+  no_history = cold["by_history"]["no history"]
+  assert no_history["examples"] == 2 and no_history["mean_label"] == 0.5 and no_history["mean_prediction"] == pytest.approx(0.25)
+  # Without the second key a slice has no such split.
+  assert "by_history" not in evaluate(model, batches, ("click",), slice_key="users")["click"]["slices"]["cold"]

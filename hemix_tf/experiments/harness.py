@@ -10,7 +10,8 @@ finished runs of the same protocol.
 Protocol (HeMix Section 4.1): every model is trained from scratch with the same batch size, learning rate
 and number of steps on the train split (the standard time split's first 90%) and evaluated on the eval
 split, after every epoch (a run's `curve`; its `metrics` are the last epoch's), overall and for the users
-seen / not seen in its training examples (`slices`: warm / cold), with the embedding tables' norms. Ids are encoded as the pipeline's
+seen / not seen in its training examples (`slices`: warm / cold; each split again by whether the example has a
+global event, `by_history`), with the embedding tables' norms. Ids are encoded as the pipeline's
 Transform encodes them (`--id_encoding=vocabulary`: the vocabularies of the run's training examples,
 hemix_tf.data.analysis), or hashed (`hashing`, each table's collision rate in the run's log). With several learning rates the shared one is chosen on a validation split carved from the end of
 train by time (its last `validation_fraction`, seed 0): each model trains on the rest and is scored on it,
@@ -37,8 +38,8 @@ from tqdm import tqdm
 from hemix_tf.data.analysis import Analysis, analyze
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
-from hemix_tf.data.examples import make_dataset, read_timestamps
-from hemix_tf.data.feature_config import USER_ID, VOCABULARY_MIN_COUNT, FeatureConfig, load_feature_config
+from hemix_tf.data.examples import SEQUENCES, make_dataset, read_timestamps, sequence_feature
+from hemix_tf.data.feature_config import ITEM_ID, USER_ID, VOCABULARY_MIN_COUNT, FeatureConfig, load_feature_config
 from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.report import grid_report, oracle_auc
 from hemix_tf.experiments.suites import PROPOSED, REFERENCE, SUITES
@@ -52,6 +53,9 @@ from hemix_tf.trainer import ProgressLogger, evaluate
 
 GROUP = "group_user_id"  # the raw user id kept beside the encoded features, for GAUC
 USERS = "users"  # the slice of the scored examples: "warm" (the user has a training example) or "cold"
+# Each slice split again: "history" (the example has a global event, i.e. the user acted before the
+# day) or "no history" (a user's first day: only the real-time sequence can describe them).
+HISTORY = "history"
 ID_ENCODINGS = ("vocabulary", "hashing")
 
 
@@ -274,7 +278,9 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
 
     def keep_user(raw):
       user = raw[USER_ID] if raw[USER_ID].dtype == tf.string else tf.strings.as_string(raw[USER_ID])
-      return {**preprocessor(raw), GROUP: raw[USER_ID], USERS: tf.where(warm.lookup(user) > 0, "warm", "cold")}
+      history = raw[sequence_feature(SEQUENCES[0], ITEM_ID)].row_lengths() > 0
+      return {**preprocessor(raw), GROUP: raw[USER_ID], USERS: tf.where(warm.lookup(user) > 0, "warm", "cold"),
+              HISTORY: tf.where(history, "history", "no history")}
 
     keras.utils.set_random_seed(seed)
     train = with_oov_dropout(make_dataset(split.train_files, preprocessor.raw_spec, cfg.batch_size,
@@ -283,7 +289,8 @@ def run_one(cfg: ExperimentConfig, name: str, seed: int, manifest: dict, split: 
     scored = make_dataset(split.eval_files, preprocessor.raw_spec, 2048, preprocess=keep_user,
                           timestamps=split.eval_timestamps, pad_for=fc)
     model = build_and_compile(fc, config, preprocessor.table_sizes, learning_rate, cfg.xla, cfg.warmup_steps)
-    scores = EpochScores(lambda: evaluate(model, scored, config.tasks, group_key=GROUP, slice_key=USERS))
+    scores = EpochScores(lambda: evaluate(model, scored, config.tasks, group_key=GROUP, slice_key=USERS,
+                                         within_slice_key=HISTORY))
     start = time.perf_counter()
     model.fit(train.map(lambda f: with_labels(f, config.tasks)), steps_per_epoch=epoch_steps, epochs=cfg.epochs,
               verbose=0, callbacks=[FailOnNonFiniteLoss(), scores,
