@@ -153,9 +153,9 @@ def test_din_pooling_with_hard_search_reads_the_searched_events_scaled_by_their_
   np.testing.assert_array_equal(searched[1], np.zeros(3))
 
 
-def _with_other_events(batch):
+def _with_other_events(batch, sequences=("global", "realtime")):
   changed = dict(batch)
-  for s in ("global", "realtime"):
+  for s in sequences:
     ids = batch[f"{s}_item_id"]
     changed[f"{s}_item_id"] = ids.with_flat_values((ids.flat_values + 7) % 1000)
   return changed
@@ -166,6 +166,19 @@ def test_dnn_and_din_read_the_sequences_unless_told_not_to(name, reads_sequences
   model = build_model(FC, CONFIGS[name], TABLES)
   moved = not np.allclose(model(batch)["click"].numpy(), model(_with_other_events(batch))["click"].numpy())
   assert moved == reads_sequences
+
+
+@pytest.mark.parametrize("model_name", ["din+search", "dlrm"])
+@pytest.mark.parametrize("left_out", ["global", "realtime"])
+def test_a_baseline_reads_only_the_sequences_it_is_given(model_name, left_out, batch):
+  """HeMix's sequence ablations (Figure 3) on a baseline: without one sequence its events no longer move
+  the prediction (nor its hard search), the other's still do."""
+  kept = "realtime" if left_out == "global" else "global"
+  config = dataclasses.replace(CONFIGS[model_name], **{f"use_{left_out}_sequence": False})
+  model = build_model(FC, config, TABLES)
+  base = model(batch)["click"].numpy()
+  np.testing.assert_allclose(model(_with_other_events(batch, (left_out,)))["click"].numpy(), base, rtol=0, atol=1e-7)
+  assert not np.allclose(model(_with_other_events(batch, (kept,)))["click"].numpy(), base)
 
 
 def test_dlrm_without_dense_features_reads_the_dot_products_only():

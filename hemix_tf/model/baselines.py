@@ -1,7 +1,8 @@
 """The baselines of HeMix Table 2 under HeMix's feature interface (the papers' baseline notes).
 
 Every baseline reads the same encoded features through the same `FeatureEmbedding` (same tables and
-widths) and ends in the same per-task heads (Eq. 22); `use_sequences=False` drops the sequences.
+widths) and ends in the same per-task heads (Eq. 22); `use_sequences=False` drops the sequences,
+`use_global_sequence=False` / `use_realtime_sequence=False` one of them (HeMix's ablations).
 The two a user knows from FuxiCTR read the concatenated embeddings with an MLP:
   DNN         each sequence as its masked mean event
   DIN         each sequence as its target-attention pooling (DIN's activation unit, the candidate item as
@@ -138,12 +139,13 @@ class Baseline(RankingModel):
   def __init__(self, feature_config: FeatureConfig, config: BaselineConfig, table_sizes: Mapping[str, int],
                **kwargs):
     super().__init__(feature_config, config, table_sizes, **kwargs)
-    self.searched = searched_sequences(feature_config, config) if config.use_sequences else ()
+    used = {"global": config.use_global_sequence, "realtime": config.use_realtime_sequence}
+    self.sequences = tuple(s for s in SEQUENCES if config.use_sequences and used[s])
+    self.searched = tuple(s for s in searched_sequences(feature_config, config) if s in self.sequences)
     self.embedding = FeatureEmbedding(feature_config, config, table_sizes, name="embedding")
     kinds = [f.kind for f in feature_config.features]
     self.dense_fields = [i for i, k in enumerate(kinds) if k == FeatureKind.DENSE]
     self.item_fields = [i for i, f in enumerate(feature_config.features) if f.group == FeatureGroup.ITEM]
-    self.sequences = SEQUENCES if config.use_sequences else ()
     self.pooling = {s: TargetAttentionPooling(config.din_hidden, name=f"din_{s}") for s in self.sequences}
     self.heads = {task: PredictionHead(config.head_hidden, name=f"head_{task}") for task in config.tasks}
     if config.model in ("dnn", "din"):

@@ -175,6 +175,9 @@ BASELINES = ("dnn", "din", "dlrm", "dcnv2", "dcnv2-parallel", "autoint", "hiform
 class BaselineConfig(InputConfig):
   model: str = "dlrm"  # one of BASELINES
   use_sequences: bool = True  # False: the non-sequential fields only (e.g. "DNN w/o sequences")
+  # One sequence left out, as HeMixConfig's ablations of Figure 3: the same instrument on every model.
+  use_global_sequence: bool = True
+  use_realtime_sequence: bool = True
   d: int = 32  # field / token width
   layers: int = 2  # cross / attention / mixer layers
   heads: int = 2
