@@ -173,7 +173,7 @@ def _records(p: beam.Pipeline, cfg: BatchScoringConfig, config: FeatureConfig):
        | "WriteRejectedRows" >> beam.io.WriteToText(os.path.join(cfg.output_dir, REJECTED, "rows"),
                                                      file_name_suffix=".jsonl"))
   return ((examples[TRAIN], examples[EVAL]) | "AllExamples" >> beam.Flatten()
-          | "Index" >> beam.Map(lambda record: ("logs", -1, record)))
+          | "Index" >> beam.Map(lambda keyed: ("logs", -1, keyed[1])))
 
 
 def _count_rejected_row(letter: str) -> str:

@@ -30,7 +30,6 @@ import logging
 import os
 import sys
 import uuid
-import zlib
 from typing import Iterator
 
 import apache_beam as beam
@@ -44,7 +43,7 @@ from apache_beam.metrics import Metrics
 from tfx_bsl.coders import example_coder
 
 from hemix_tf.data.contract import DataContractError, LogKind, Source, conform, contract_schema
-from hemix_tf.data.examples import example_batch
+from hemix_tf.data.examples import example_batch, request_id_hash
 from hemix_tf.data.feature_config import REQUEST_ID, TIMESTAMP, USER_ID, FeatureConfig, load_feature_config
 from hemix_tf.data.io import csv_header, decompressing, log_format, parquet_file, raw_batches, select_logs
 from hemix_tf.data.sequences import point_in_time_ranges, sort_events
@@ -289,7 +288,7 @@ def read_spilled(path: str, num_buckets: int) -> Iterator[tuple[int, tuple[str, 
 
 
 class BuildExamples(beam.DoFn):
-  """(bucket, [tables]) -> serialized tf.Examples tagged train / eval."""
+  """(bucket, [tables]) -> (request_id, serialized tf.Example) tagged train / eval."""
 
   def __init__(self, config: FeatureConfig, eval_start_timestamp: int):
     self.config, self.eval_start = config, eval_start_timestamp
@@ -326,8 +325,8 @@ class BuildExamples(beam.DoFn):
       is_eval = ts >= self.eval_start
       _counter("eval_examples").inc(int(is_eval.sum()))
       _counter("train_examples").inc(int((~is_eval).sum()))
-      for example, to_eval in zip(serialized, is_eval):
-        yield beam.pvalue.TaggedOutput(EVAL if to_eval else TRAIN, example)
+      for request_id, example, to_eval in zip(block[REQUEST_ID].to_pylist(), serialized, is_eval):
+        yield beam.pvalue.TaggedOutput(EVAL if to_eval else TRAIN, (request_id, example))
 
 
 def first_of_each_request(impressions: pa.Table, lost: set[tuple[str, int]]) -> tuple[pa.Table, list[str]]:
@@ -385,8 +384,8 @@ def read_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
 
 
 def build_examples(keyed, shared, cfg: SequenceJobConfig, config: FeatureConfig):
-  """Rows keyed by bucket, `shared_request_ids` -> serialized examples tagged TRAIN / EVAL, and repeated
-  request_ids (REJECTED)."""
+  """Rows keyed by bucket, `shared_request_ids` -> (request_id, serialized example) tagged TRAIN / EVAL,
+  and repeated request_ids (REJECTED)."""
   return (keyed | "GroupByBucket" >> beam.GroupByKey()
           | "Build" >> beam.ParDo(BuildExamples(config, cfg.eval_start_timestamp), beam.pvalue.AsList(shared)
                                   ).with_outputs(TRAIN, EVAL, REJECTED))
@@ -397,20 +396,22 @@ def write_outputs(examples, rejected, output_dir: str, prefix: str, shards: int)
   for split in (TRAIN, EVAL):
     parts = examples[split] | f"Shard{split}" >> beam.Partition(shard_of, shards)
     for k, part in enumerate(parts):
-      _ = part | f"Write{split}{k}" >> beam.io.WriteToTFRecord(
+      _ = part | f"Records{split}{k}" >> beam.Values() | f"Write{split}{k}" >> beam.io.WriteToTFRecord(
           os.path.join(output_dir, split, f"{prefix}-s{k:02d}"), file_name_suffix=".tfrecord.gz",
           compression_type=CompressionTypes.GZIP)
   _ = rejected | "WriteRejected" >> beam.io.WriteToText(os.path.join(output_dir, REJECTED, prefix),
                                                         file_name_suffix=".jsonl")
 
 
-def shard_of(example: bytes, shards: int) -> int:
-  """A serialized example's file: the same on every worker and run."""
-  return zlib.crc32(example) % shards
+def shard_of(keyed_example: tuple[str, bytes], shards: int) -> int:
+  """A (request_id, serialized example)'s file, by its request_id: the same on every worker and run. Not
+  by its bytes: the encoder writes a tf.Example's feature map in an order that differs between runs."""
+  return request_id_hash(keyed_example[0]) % shards
 
 
 def examples_from_logs(p: beam.Pipeline, cfg: SequenceJobConfig, config: FeatureConfig):
-  """The logs -> (serialized examples tagged TRAIN / EVAL, every rejected row as a JSON line), in one pass."""
+  """The logs -> ((request_id, serialized example) tagged TRAIN / EVAL, every rejected row as a JSON line),
+  in one pass."""
   keyed, rejected, shared = read_logs(p, cfg, config)
   examples = build_examples(keyed, shared, cfg, config)
   return examples, [rejected, examples[REJECTED]] | "AllRejected" >> beam.Flatten()

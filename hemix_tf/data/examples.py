@@ -9,13 +9,15 @@ Features of an example (names from the feature config):
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
 
 from hemix_tf.data.contract import LogKind, contract_schema
-from hemix_tf.data.feature_config import BEHAVIOR, ITEM_ID, TIMESTAMP, FeatureConfig
+from hemix_tf.data.feature_config import BEHAVIOR, ITEM_ID, REQUEST_ID, TIMESTAMP, FeatureConfig
 from hemix_tf.data.sequences import Ranges, reversed_rows
 
 SEQUENCES = ("global", "realtime")
@@ -147,6 +149,32 @@ def _within(t: tf.Tensor, start: int | None, end: int | None) -> tf.Tensor:
   if end is not None:
     keep = keep & (t < end)
   return keep
+
+
+def request_id_hash(request_id: str) -> int:
+  """A stable hash of a request_id (the same in every process): the sequence job's file of an example and
+  its place in that file's canonical order."""
+  return zlib.crc32(request_id.encode())
+
+
+def order_canonically(file_pattern: str) -> None:
+  """Rewrites each gzip TFRecord file of `file_pattern` with its examples sorted by (request_id_hash,
+  request_id), one file at a time (atomically: a temporary file, then a rename). The sequence job fixes
+  which file an example is in but not its place there (Beam's bundles arrive in any order), and a seeded
+  shuffle with a buffer yields another stream from another input order: in this order a rebuilt dataset
+  trains as the first did. The hash, not the time, so that a file read in order is not read by time."""
+  for path in sorted(tf.io.gfile.glob(file_pattern)):
+    records = [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+    ids = [rid.decode() for rid in tf.io.parse_example(records, _REQUEST_ID_SPEC)[REQUEST_ID].numpy()] \
+        if records else []
+    order = sorted(range(len(records)), key=lambda i: (request_id_hash(ids[i]), ids[i]))
+    with tf.io.TFRecordWriter(path + ".tmp", options="GZIP") as writer:
+      for i in order:
+        writer.write(records[i])
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+_REQUEST_ID_SPEC = {REQUEST_ID: tf.io.FixedLenFeature([], tf.string)}
 
 
 def read_timestamps(file_pattern: str) -> np.ndarray:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from hemix_tf.data.analysis import Analysis, analyze
 from hemix_tf.data.cli import build
 from hemix_tf.data.dataset import read_manifest
-from hemix_tf.data.examples import SEQUENCES, make_dataset, read_timestamps, sequence_feature
+from hemix_tf.data.examples import SEQUENCES, make_dataset, order_canonically, read_timestamps, sequence_feature
 from hemix_tf.data.feature_config import ITEM_ID, USER_ID, VOCABULARY_MIN_COUNT, FeatureConfig, load_feature_config
 from hemix_tf.experiments.heuristics import heuristic_aucs
 from hemix_tf.experiments.report import grid_report, oracle_auc
@@ -195,12 +195,18 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   if cfg.dataset == "amazon-grocery" and built != cfg.negatives:
     raise ValueError(f"{data / 'raw'} was built with negatives={built}, not {cfg.negatives}: use another "
                      "--output_dir")
-  summary_file = data / "examples" / "job_summary.json"
+  summary_file, ordered = data / "examples" / "job_summary.json", data / "examples" / "ORDERED"
   if not summary_file.exists():
+    ordered.unlink(missing_ok=True)
     run_sequence_job(SequenceJobConfig(str(data / "raw" / "impressions"), str(data / "raw" / "events"),
                                        str(data / "examples"), manifest["eval_start_timestamp"],
                                        manifest["feature_config"], overwrite=True))  # none: a killed run's
-  return manifest, json.loads(summary_file.read_text())
+  summary = json.loads(summary_file.read_text())
+  if not ordered.exists():  # a rebuilt dataset then trains as the first did (the same stream per seed)
+    for split in ("train", "eval"):
+      order_canonically(summary["outputs"][split])
+    ordered.touch()
+  return manifest, summary
 
 
 _FORWARD_GFLOPS: dict[tuple[str, str], float] = {}
