@@ -23,9 +23,11 @@ the best other model by mean CTR AUC (the paper's protocol).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -198,15 +200,27 @@ def prepare_examples(cfg: ExperimentConfig) -> tuple[dict, dict]:
   summary_file, ordered = data / "examples" / "job_summary.json", data / "examples" / "ORDERED"
   if not summary_file.exists():
     ordered.unlink(missing_ok=True)
-    run_sequence_job(SequenceJobConfig(str(data / "raw" / "impressions"), str(data / "raw" / "events"),
-                                       str(data / "examples"), manifest["eval_start_timestamp"],
-                                       manifest["feature_config"], overwrite=True))  # none: a killed run's
+    with stage(f"the sequence job: examples from {data / 'raw'}"):
+      run_sequence_job(SequenceJobConfig(str(data / "raw" / "impressions"), str(data / "raw" / "events"),
+                                         str(data / "examples"), manifest["eval_start_timestamp"],
+                                         manifest["feature_config"], overwrite=True))  # none: a killed run's
   summary = json.loads(summary_file.read_text())
   if not ordered.exists():  # a rebuilt dataset then trains as the first did (the same stream per seed)
-    for split in ("train", "eval"):
-      order_canonically(summary["outputs"][split])
+    with stage("the examples in their canonical order (each file rewritten once)"):
+      for split in ("train", "eval"):
+        order_canonically(summary["outputs"][split])
     ordered.touch()
   return manifest, summary
+
+
+@contextlib.contextmanager
+def stage(what: str):
+  """One line on stderr when a long preparation step starts and one when it ends, with its seconds: the
+  steps before the first run take minutes on a million impressions and print nothing else."""
+  tqdm.write(f"hemix-experiment: {what} ...", file=sys.stderr)
+  start = time.perf_counter()
+  yield
+  tqdm.write(f"hemix-experiment: {what}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 _FORWARD_GFLOPS: dict[tuple[str, str], float] = {}
@@ -226,8 +240,9 @@ def split_analysis(cfg: ExperimentConfig, manifest: dict, split: Split, time_gap
   start, end = split.train_timestamps or (None, None)
   path = Path(cfg.output_dir) / cfg.dataset / "data" / "analysis" / f"train-{start}-{end}-gaps{time_gap_buckets}.json"
   if not path.exists():
-    analyze(split.train_files, load_feature_config(manifest["feature_config"]), time_gap_buckets,
-            split.train_timestamps).save(path)
+    with stage(f"the vocabularies and statistics of the {split.name} split's training examples"):
+      analyze(split.train_files, load_feature_config(manifest["feature_config"]), time_gap_buckets,
+              split.train_timestamps).save(path)
   return Analysis.load(path)
 
 
@@ -403,7 +418,8 @@ def eval_heuristics(cfg: ExperimentConfig, manifest: dict, split: Split) -> dict
   once per dataset."""
   path = Path(cfg.output_dir) / cfg.dataset / "data" / "heuristics.json"
   if not path.exists():
-    path.write_text(json.dumps(heuristic_aucs(load_feature_config(manifest["feature_config"]), split), indent=2))
+    with stage("the untrained heuristics on eval"):
+      path.write_text(json.dumps(heuristic_aucs(load_feature_config(manifest["feature_config"]), split), indent=2))
   return json.loads(path.read_text())
 
 
