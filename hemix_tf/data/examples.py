@@ -157,21 +157,36 @@ def request_id_hash(request_id: str) -> int:
   return zlib.crc32(request_id.encode())
 
 
-def order_canonically(file_pattern: str) -> None:
+def order_canonically(file_pattern: str, parts: int = 64) -> None:
   """Rewrites each gzip TFRecord file of `file_pattern` with its examples sorted by (request_id_hash,
   request_id), one file at a time (atomically: a temporary file, then a rename). The sequence job fixes
   which file an example is in but not its place there (Beam's bundles arrive in any order), and a seeded
   shuffle with a buffer yields another stream from another input order: in this order a rebuilt dataset
-  trains as the first did. The hash, not the time, so that a file read in order is not read by time."""
+  trains as the first did. The hash, not the time, so that a file read in order is not read by time.
+  Memory: one `parts`-th of a file. A first pass spreads its records over `parts` uncompressed temporary
+  files by the hash's top bits; each is then sorted in memory and appended, in the hash's order."""
   for path in sorted(tf.io.gfile.glob(file_pattern)):
-    records = [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
-    ids = [rid.decode() for rid in tf.io.parse_example(records, _REQUEST_ID_SPEC)[REQUEST_ID].numpy()] \
-        if records else []
-    order = sorted(range(len(records)), key=lambda i: (request_id_hash(ids[i]), ids[i]))
-    with tf.io.TFRecordWriter(path + ".tmp", options="GZIP") as writer:
-      for i in order:
-        writer.write(records[i])
+    spread = [f"{path}.part{i:03d}" for i in range(parts)]
+    writers = [tf.io.TFRecordWriter(part) for part in spread]
+    for records, ids in _with_request_ids(tf.data.TFRecordDataset(path, compression_type="GZIP")):
+      for record, rid in zip(records, ids):
+        writers[request_id_hash(rid) * parts >> 32].write(record)
+    for writer in writers:
+      writer.close()
+    with tf.io.TFRecordWriter(path + ".tmp", options="GZIP") as out:
+      for part in spread:
+        batches = list(_with_request_ids(tf.data.TFRecordDataset(part)))
+        keyed = [(request_id_hash(rid), rid, record) for records, ids in batches for record, rid in zip(records, ids)]
+        for _, _, record in sorted(keyed, key=lambda k: k[:2]):
+          out.write(record)
+        tf.io.gfile.remove(part)
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def _with_request_ids(records: tf.data.Dataset, batch: int = 8192):
+  """(serialized examples, their request_ids as str), a batch at a time."""
+  for chunk in records.batch(batch):
+    yield chunk.numpy(), [rid.decode() for rid in tf.io.parse_example(chunk, _REQUEST_ID_SPEC)[REQUEST_ID].numpy()]
 
 
 _REQUEST_ID_SPEC = {REQUEST_ID: tf.io.FixedLenFeature([], tf.string)}
